@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    set up .venv and run the main job
+#   make test   set up .venv and run the linter and the tests
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch; override for CUDA, e.g. make TORCH_SPEC="torch==2.13.0" PIP_EXTRA="--index-url ..."
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mpimpy)" >/dev/null
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	MPLBACKEND=Agg $(PY) examples/original_readme_example.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/bench_core.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

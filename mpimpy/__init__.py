@@ -1,0 +1,28 @@
+"""mPimPy: simulate matrix products on memristor crossbars as easily as ``np.dot``.
+
+The public API::
+
+    from mpimpy import DPETensor, SlicedData, dot, RE, SNR, ABSE
+"""
+
+from .api import dot
+from .config import CrossbarConfig, TileShape
+from .engine import DPETensor
+from .metrics import ABSE, RE, SNR, all_metrics, max_abs_error
+from .slicing import SlicedData
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DPETensor",
+    "SlicedData",
+    "CrossbarConfig",
+    "TileShape",
+    "dot",
+    "RE",
+    "SNR",
+    "ABSE",
+    "max_abs_error",
+    "all_metrics",
+    "__version__",
+]

@@ -1,0 +1,180 @@
+"""Hardware settings of a simulated crossbar chip, validated once at construction.
+
+Everything the engine needs to know about the hardware lives in one frozen dataclass,
+:class:`CrossbarConfig`.  Each field documents its unit and allowed range; a value outside
+that range raises ``ValueError`` (or ``TypeError`` for a wrong type) naming the field, so a
+study file with a typo fails before anything runs.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import asdict, dataclass
+
+MAPPINGS = ("offset", "diffpair")
+ADC_RANGE_MODES = ("full", "calibrated")
+
+
+def _check_real(name, value, low=None, high=None, low_open=False, high_open=False):
+    """Raise a clear error unless ``value`` is a finite real number inside the given range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        bound = f"> {low}" if low_open else f">= {low}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    if high is not None and (value >= high if high_open else value > high):
+        bound = f"< {high}" if high_open else f"<= {high}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CrossbarConfig:
+    """Devices, peripherals and array settings of one simulated crossbar chip.
+
+    Conductances
+        HGS : float
+            High conductance state in siemens (default 1e-5 S, i.e. 100 kOhm). Must be > LGS.
+        LGS : float
+            Low conductance state in siemens (default 1e-7 S, i.e. 10 MOhm). Must be > 0.
+        g_level : int
+            Number of programmable conductance levels between LGS and HGS, inclusive (>= 2).
+            A weight slice of width ``w`` needs ``2**w <= g_level``.
+
+    Non-idealities
+        var : float
+            Device-to-device programming variation: every programmed conductance is multiplied
+            by ``exp(N(0, var))`` once, at programming time (lognormal; var=0.05 is about 5 %).
+            Range [0, inf).
+        read_noise : float
+            Cycle-to-cycle read noise: relative standard deviation of each cell's conductance on
+            every read (each input vector is a new read). Range [0, inf).
+        vnoise : float
+            Relative standard deviation of each DAC output voltage on every read. Range [0, inf).
+        stuck_fault_ratio : float
+            Fraction of weight cells stuck at one state, drawn at programming time. Range [0, 1].
+        stuck_fault_value : int
+            The state stuck cells hold: 0 for LGS, 1 for HGS.
+
+    Peripherals
+        rdac : int or None
+            Number of DAC output levels between 0 V and ``vread`` (rdac=2**4 is a 4-bit DAC);
+            >= 2. ``None`` is an ideal DAC that reproduces every input slice value exactly.
+        radc : int or None
+            Number of ADC levels (radc=2**8 is an 8-bit ADC); >= 2 (>= 3 with
+            ``mapping="diffpair"``, whose ADC is bipolar). ``None`` is an ideal ADC.
+        adc_range : "full", "calibrated" or float in (0, 1]
+            Full-scale current of the ADC. ``"full"``: the worst case
+            ``(HGS - LGS) * vread * rows`` (every cell at HGS, every input at ``vread``), as the
+            original mPimPy. ``"calibrated"``: for each slice pair, the largest |current| that
+            pair produces anywhere in the product being computed (as if the reference were
+            trimmed on this workload), so an 8-bit ADC is not spent on a range never reached.
+            A float ``f``: a fixed range of ``f`` times the full range (a range calibrated
+            once, offline). Currents beyond the range saturate at the end codes, as a real ADC.
+        vread : float
+            Read voltage in volts: the DAC's full-scale output (default 0.1 V). Must be > 0.
+
+    Arrays
+        mapping : "offset" or "diffpair"
+            ``"offset"``: each weight slice is programmed as unsigned levels on one array and the
+            LGS offset is removed by a reference column of LGS cells (two's complement weights,
+            the sign slice weighing negatively). ``"diffpair"``: sign-magnitude weights on a
+            G+/G- pair of arrays, ``I = V @ (G+ - G-)``; the sign slice needs no array.
+        wire_resistance : float
+            Resistance of one wire segment in ohms (0 = ideal wires). Only 0 is simulated so far.
+    """
+
+    HGS: float = 1e-5
+    LGS: float = 1e-7
+    g_level: int = 16
+    var: float = 0.05
+    read_noise: float = 0.0
+    vnoise: float = 0.05
+    stuck_fault_ratio: float = 0.0
+    stuck_fault_value: int = 0
+    rdac: int | None = 2**4
+    radc: int | None = 2**8
+    adc_range: str | float = "full"
+    vread: float = 0.1
+    mapping: str = "offset"
+    wire_resistance: float = 0.0
+
+    def __post_init__(self):
+        _check_real("LGS", self.LGS, low=0.0, low_open=True)
+        _check_real("HGS", self.HGS, low=0.0, low_open=True)
+        if self.HGS <= self.LGS:
+            raise ValueError(f"HGS must be > LGS, got HGS={self.HGS!r} and LGS={self.LGS!r}")
+        _check_int("g_level", self.g_level, 2)
+        for name in ("var", "read_noise", "vnoise"):
+            _check_real(name, getattr(self, name), low=0.0)
+        _check_real("stuck_fault_ratio", self.stuck_fault_ratio, low=0.0, high=1.0)
+        if self.stuck_fault_value not in (0, 1) or isinstance(self.stuck_fault_value, bool):
+            raise ValueError(
+                f"stuck_fault_value must be 0 (stuck at LGS) or 1 (stuck at HGS), "
+                f"got {self.stuck_fault_value!r}"
+            )
+        if self.mapping not in MAPPINGS:
+            raise ValueError(f"mapping must be one of {MAPPINGS}, got {self.mapping!r}")
+        if self.rdac is not None:
+            _check_int("rdac", self.rdac, 2)
+        if self.radc is not None:
+            _check_int("radc", self.radc, 3 if self.mapping == "diffpair" else 2)
+        if isinstance(self.adc_range, str):
+            if self.adc_range not in ADC_RANGE_MODES:
+                raise ValueError(
+                    f"adc_range must be one of {ADC_RANGE_MODES} or a float in (0, 1], "
+                    f"got {self.adc_range!r}"
+                )
+        else:
+            _check_real("adc_range", self.adc_range, low=0.0, high=1.0, low_open=True)
+        _check_real("vread", self.vread, low=0.0, low_open=True)
+        _check_real("wire_resistance", self.wire_resistance, low=0.0)
+        if self.wire_resistance > 0:
+            raise NotImplementedError(
+                "wire_resistance > 0 is not simulated yet; use wire_resistance=0"
+            )
+
+    @property
+    def level_step(self) -> float:
+        """Conductance between two adjacent programmable levels, in siemens."""
+        return (self.HGS - self.LGS) / (self.g_level - 1)
+
+    def as_dict(self) -> dict:
+        """All settings as a flat dict (for logging)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TileShape:
+    """Size of one crossbar array: ``rows`` word lines (inputs) by ``cols`` bit lines (outputs)."""
+
+    rows: int = 64
+    cols: int = 64
+
+    def __post_init__(self):
+        _check_int("paral_size[0] (array rows)", self.rows, 1)
+        _check_int("paral_size[1] (array cols)", self.cols, 1)
+
+    @classmethod
+    def parse(cls, paral_size) -> TileShape:
+        if isinstance(paral_size, TileShape):
+            return paral_size
+        try:
+            rows, cols = (int(v) if hasattr(v, "item") else v for v in paral_size)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"paral_size must be a pair (rows, cols) of positive integers, got {paral_size!r}"
+            ) from None
+        return cls(rows, cols)
+
+
+__all__ = ["CrossbarConfig", "TileShape", "MAPPINGS", "ADC_RANGE_MODES"]

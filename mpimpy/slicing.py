@@ -1,0 +1,328 @@
+"""Stage 1: quantize an operand in blocks and cut it into bit slices.
+
+A real number ``v`` becomes ``q * step`` with ``q`` a signed integer of ``bits = sum(slice_method)``
+bits and ``step`` shared by a block of elements:
+
+* **INT**: ``step = max|v| / (2**(bits-1) - 1)`` over the block, ``q = round(v / step)``.
+* **FP** (block floating point, ``bw_e`` exponent bits): the block shares the exponent
+  ``e = floor(log2(max|v|))``, clipped to the signed range ``[-2**(bw_e-1), 2**(bw_e-1) - 1]``;
+  mantissas are pre-aligned to it: ``step = 2**(e - (bits - 2))``, so the largest value of the
+  block has the form ``1.xxx * 2**e`` with ``bits - 2`` fraction bits, one integer bit and a sign
+  bit.  FP16, BF16 and FP32 pre-aligned are ``bw_e / bits`` = 5/12, 8/9, 8/25.
+  Values much smaller than the block's largest one lose their low bits and *underflow to 0*
+  (a block exponent below the exponent range is clipped up, which only coarsens the step).
+  A block whose exponent exceeds the range is refused with ``ValueError``, never clipped.
+
+Both formats then hold ``q`` in ``bits``-bit two's complement and cut it into slices of the
+given widths, most significant first; the first slice is the sign slice (width 1), which weighs
+``-2**(bits-1)``. The differential-pair mapping cuts ``|q|`` instead (sign-magnitude) and carries
+the sign on the slice values.
+
+An all-zero block gets ``q = 0`` and a finite step (no NaN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .config import TileShape
+
+QUANT_GRAN_MODES = ("per-matrix", "per-row", "per-col")
+MAX_TOTAL_BITS = 53  # beyond this an integer is no longer exact in float64
+
+
+def parse_slice_method(slice_method, name="slice_method") -> tuple[int, ...]:
+    """Validate slice widths (most significant first, the first being the 1-bit sign slice)."""
+    if isinstance(slice_method, torch.Tensor):
+        slice_method = slice_method.tolist()
+    if isinstance(slice_method, (str, bytes)) or not isinstance(slice_method, Sequence):
+        raise TypeError(f"{name} must be a sequence of slice widths such as [1, 1, 2, 4]")
+    widths = []
+    for w in slice_method:
+        if isinstance(w, bool) or not float(w).is_integer():
+            raise TypeError(f"{name} widths must be integers, got {list(slice_method)!r}")
+        widths.append(int(w))
+    if not widths:
+        raise ValueError(f"{name} must not be empty")
+    if any(w <= 0 for w in widths):
+        raise ValueError(f"{name} widths must be positive integers, got {widths}")
+    if widths[0] != 1:
+        raise ValueError(f"{name}[0] is the sign slice and must be 1, got {widths}")
+    if sum(widths) > MAX_TOTAL_BITS:
+        raise ValueError(f"{name} must total at most {MAX_TOTAL_BITS} bits, got {sum(widths)}")
+    return tuple(widths)
+
+
+def slice_weights(widths: Sequence[int], signed_magnitude: bool = False) -> list[float]:
+    """Digital weight of each slice in the shift-add: ``2**shift``, the sign slice negative.
+
+    With ``signed_magnitude`` (differential pair) the sign is carried by the slice values, so the
+    sign slice weighs 0 and the others weigh ``+2**shift``.
+    """
+    bits = sum(widths)
+    shifts = [bits - sum(widths[: i + 1]) for i in range(len(widths))]
+    weights = [float(2**s) for s in shifts]
+    weights[0] = 0.0 if signed_magnitude else -float(2 ** (bits - 1))
+    return weights
+
+
+def block_shape(quant_gran, shape: tuple[int, int], tile: TileShape, transpose: bool):
+    """Resolve ``quant_gran`` into a block ``(rows, cols)`` of the 2-D matrix ``shape``.
+
+    ``None`` (default) is one block per array tile; a tuple is given, like ``paral_size``, in
+    array orientation (contraction axis first) and is transposed when ``transpose`` is set;
+    strings name rows and columns of the data as passed.
+    """
+    n_rows, n_cols = shape
+    if quant_gran is None:
+        block = (tile.rows, tile.cols)
+    elif isinstance(quant_gran, str):
+        if quant_gran not in QUANT_GRAN_MODES:
+            raise ValueError(
+                f"quant_gran must be one of {QUANT_GRAN_MODES}, a (rows, cols) block or None, "
+                f"got {quant_gran!r}"
+            )
+        return {
+            "per-matrix": (max(n_rows, 1), max(n_cols, 1)),
+            "per-row": (1, max(n_cols, 1)),
+            "per-col": (max(n_rows, 1), 1),
+        }[quant_gran]
+    else:
+        try:
+            block = TileShape.parse(quant_gran)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"quant_gran must be one of {QUANT_GRAN_MODES}, a pair (rows, cols) of positive "
+                f"integers or None, got {quant_gran!r}"
+            ) from None
+        block = (block.rows, block.cols)
+    return (block[1], block[0]) if transpose else block
+
+
+def _block_max(values: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
+    """Max |value| of each block of a 2-D tensor: shape (ceil(R / br), ceil(C / bc))."""
+    rows, cols = values.shape
+    br, bc = min(block[0], max(rows, 1)), min(block[1], max(cols, 1))
+    nbr, nbc = -(-rows // br), -(-cols // bc)
+    padded = torch.nn.functional.pad(values.abs(), (0, nbc * bc - cols, 0, nbr * br - rows))
+    return padded.view(nbr, br, nbc, bc).amax(dim=(1, 3))
+
+
+def _expand_blocks(per_block: torch.Tensor, block: tuple[int, int], shape) -> torch.Tensor:
+    rows, cols = shape
+    br, bc = min(block[0], max(rows, 1)), min(block[1], max(cols, 1))
+    return per_block.repeat_interleave(br, 0)[:rows].repeat_interleave(bc, 1)[:, :cols]
+
+
+def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int, int]):
+    """Quantize a 2-D tensor in blocks to ``bits``-bit signed integers.
+
+    Args:
+        values: (R, C) finite real tensor.
+        bits: total bits including the sign (``sum(slice_method)``).
+        bw_e: exponent bits for block floating point, or ``None`` for INT.
+        block: (rows, cols) of one quantization block.
+
+    Returns:
+        ``(q, block_step)``: ``q`` an int64 tensor (R, C) with ``|q| <= 2**(bits-1) - 1`` and
+        ``block_step`` a float64 tensor (ceil(R/rows), ceil(C/cols)), so that the quantized value
+        of element (r, c) is ``q[r, c] * block_step[r // rows, c // cols]``.
+    """
+    q_max = 2 ** (bits - 1) - 1
+    v64 = values.to(torch.float64)
+    peak = _block_max(v64, block)
+    if bw_e is None:
+        block_step = torch.where(peak > 0, peak / max(q_max, 1), torch.ones_like(peak))
+    else:
+        e_min, e_max = -(2 ** (bw_e - 1)), 2 ** (bw_e - 1) - 1
+        exponent = torch.floor(torch.log2(peak.clamp_min(torch.finfo(torch.float64).tiny)))
+        if bool((exponent > e_max).any()):
+            raise ValueError(
+                f"data reaches {float(peak.max()):.6g} = 2**{int(exponent.max())}, beyond the "
+                f"{bw_e}-bit exponent range [-{2 ** (bw_e - 1)}, {e_max}]: use a larger bw_e"
+            )
+        exponent = exponent.clamp(min=e_min)
+        block_step = torch.exp2(exponent - (bits - 2))
+    step = _expand_blocks(block_step, block, values.shape)
+    # Rounding the block's largest mantissa (just under 2 * 2**e) may reach 2**(bits-1): saturate.
+    q = torch.round(v64 / step).clamp_(-q_max, q_max).to(torch.int64)
+    return q, block_step
+
+
+def bit_slices(q: torch.Tensor, widths: Sequence[int], signed_magnitude: bool = False):
+    """Cut integers into bit slices, most significant first.
+
+    Args:
+        q: int64 tensor of any shape with ``|q| <= 2**(bits-1) - 1``, ``bits = sum(widths)``.
+        widths: slice widths, the first being the 1-bit sign slice.
+        signed_magnitude: cut ``|q|`` and give each slice the sign of ``q`` (differential pair;
+            the sign slice is then all zero) instead of cutting the two's complement.
+
+    Returns:
+        int64 tensor ``(len(widths), *q.shape)``. Two's complement slices lie in
+        ``[0, 2**w - 1]``; signed-magnitude slices in ``[-(2**w - 1), 2**w - 1]``.
+        ``sum(slices[i] * slice_weights(widths, signed_magnitude)[i]) == q``.
+    """
+    bits = sum(widths)
+    shifts = torch.tensor(
+        [bits - sum(widths[: i + 1]) for i in range(len(widths))], device=q.device
+    )
+    masks = torch.tensor([2**w - 1 for w in widths], device=q.device)
+    view = (-1,) + (1,) * q.dim()
+    if signed_magnitude:
+        slices = (q.abs().unsqueeze(0) >> shifts.view(view)) & masks.view(view)
+        return slices * torch.sign(q).unsqueeze(0)
+    unsigned = torch.remainder(q, 2**bits)  # two's complement as an unsigned integer
+    return (unsigned.unsqueeze(0) >> shifts.view(view)) & masks.view(view)
+
+
+def check_finite(data: torch.Tensor, name: str) -> None:
+    if data.is_floating_point() or data.is_complex():
+        if not bool(torch.isfinite(data).all()):
+            raise ValueError(f"{name} contains NaN or Inf")
+
+
+class SlicedData:
+    """An operand of a simulated product, quantized in blocks and ready to be bit-sliced.
+
+    Args:
+        slice_method: slice widths, most significant first, e.g. ``[1, 1, 2, 4]`` (a 1-D tensor,
+            as in the original mPimPy, or any sequence). The first is the sign slice and must be 1.
+        bw_e: exponent bits of block floating point; ``None`` for INT.
+        is_weight: the operand will be programmed into arrays; its slice widths are then checked
+            against the engine's ``g_level`` when it is sliced (they are checked again when
+            programmed either way).
+        paral_size: array size ``(rows, cols)``: a product programs its right operand into arrays
+            of this size (rows along the contraction axis). Default (64, 64).
+        quant_gran: quantization block: ``"per-matrix"``, ``"per-row"``, ``"per-col"`` (rows and
+            columns of the data as passed), a block ``(rows, cols)`` in array orientation, or
+            ``None`` for one block per array tile. Blocks must span whole arrays along the
+            contraction axis (a multiple of ``paral_size[0]`` elements, or all of it), because an
+            array adds up all its rows in one read; the engine checks this.
+        device: torch device of the sliced data; default CPU.
+
+    After :meth:`slice_data_imp`, ``quantized_data`` holds the quantized values (float64, the
+    data's shape) and ``q``/``block_step`` the integers and scales behind them.
+    """
+
+    def __init__(self, slice_method, bw_e=None, is_weight=False, paral_size=(64, 64),
+                 quant_gran=None, device=None, input_en=False):
+        self.slice_method = parse_slice_method(slice_method)
+        if bw_e is not None:
+            if isinstance(bw_e, bool) or not float(bw_e).is_integer() or not 2 <= bw_e <= 11:
+                raise ValueError(f"bw_e must be None (INT) or an integer in [2, 11], got {bw_e!r}")
+            bw_e = int(bw_e)
+        self.bw_e = bw_e
+        self.is_weight = bool(is_weight)
+        self.paral_size = TileShape.parse(paral_size)
+        self.quant_gran = quant_gran
+        block_shape(quant_gran, (1, 1), self.paral_size, False)  # validate now, not at slicing
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.input_en = input_en  # accepted for compatibility with the original API; unused
+        self.data = None
+        self._programmed = None  # (engine token, programmed arrays), set by the engine
+
+    @property
+    def bits(self) -> int:
+        return sum(self.slice_method)
+
+    @property
+    def format(self) -> str:
+        return "INT" if self.bw_e is None else "FP"
+
+    @property
+    def shape(self):
+        return None if self.data is None else tuple(self.data.shape)
+
+    def slice_data_imp(self, engine, data, transpose=False):
+        """Quantize ``data`` for use in ``engine``; returns ``self``.
+
+        Args:
+            engine: the :class:`~mpimpy.engine.DPETensor` that will use this operand (its device
+                settings validate the slice widths of weights).
+            data: tensor or array. A left operand (``x`` in ``x @ W``) may have any number of
+                leading batch dims, ``(..., M, K)`` or ``(K,)``; a right operand is ``(K, N)``
+                or ``(K,)``.
+            transpose: declares the operand a left (input) operand, as in the original mPimPy:
+                ``paral_size`` and a tuple ``quant_gran`` are given in array orientation
+                (contraction axis first) and are applied transposed, so that blocks run along
+                the last axis. It does not transpose the data.
+        """
+        data = torch.as_tensor(data)
+        if data.device != self.device:
+            data = data.to(self.device)
+        if not (data.is_floating_point() or data.dtype in (torch.int8, torch.int16, torch.int32,
+                                                             torch.int64, torch.uint8, torch.bool)):
+            raise TypeError(f"data must be real numbers, got dtype {data.dtype}")
+        if data.dim() == 0:
+            raise ValueError("data must have at least one dimension, got a scalar")
+        check_finite(data, "data")
+        if self.is_weight:
+            engine.check_weight_widths(self.slice_method, "slice_method")
+        self.data = data
+        self.transpose = bool(transpose)
+        matrix = self.as_matrix(data)
+        self.block = block_shape(self.quant_gran, tuple(matrix.shape), self.paral_size,
+                                 self.transpose)
+        self.q, self.block_step = quantize(matrix, self.bits, self.bw_e, self.block)
+        self._programmed = None
+        return self
+
+    def as_matrix(self, data):
+        """Data as a 2-D matrix: leading batch dims are folded into rows; 1-D data becomes one
+        row when transposed (a left operand) and one column otherwise."""
+        if data.dim() == 1:
+            return data.view(1, -1) if self.transpose else data.view(-1, 1)
+        return data.reshape(-1, data.shape[-1])
+
+    def role_matrix(self, role: str):
+        """The sliced operand as the engine uses it.
+
+        Args:
+            role: ``"input"`` for the left operand of ``x @ W`` (contraction along the data's
+                last axis) or ``"weight"`` for the right one (contraction along its first axis).
+
+        Returns:
+            ``(q, step, k_block)``: int64 integers and float64 per-element scales, both
+            ``(M, K)`` for an input or ``(K, N)`` for a weight, and the block length along K.
+        """
+        self._require_sliced()
+        q, step = self.q, self.step()
+        # the matrix axis that holds the contraction dimension K
+        if self.data.dim() == 1:
+            k_axis = 1 if self.transpose else 0
+        else:
+            k_axis = 1 if role == "input" else 0
+        k_block = min(self.block[k_axis], q.shape[k_axis])
+        want_axis = 1 if role == "input" else 0
+        if k_axis != want_axis:
+            q, step = q.t(), step.t()
+        return q, step, k_block
+
+    def _require_sliced(self):
+        if self.data is None:
+            raise RuntimeError("call slice_data_imp(engine, data) first")
+
+    def step(self) -> torch.Tensor:
+        """Per-element scale (float64, the 2-D matrix's shape)."""
+        self._require_sliced()
+        return _expand_blocks(self.block_step, self.block, self.q.shape)
+
+    @property
+    def quantized_data(self) -> torch.Tensor:
+        """The quantized values, float64, the shape of the data that was sliced."""
+        self._require_sliced()
+        return (self.q.to(torch.float64) * self.step()).reshape(self.data.shape)
+
+    @property
+    def sliced_data(self) -> torch.Tensor:
+        """Two's complement bit slices, int64 ``(n_slices, *data.shape)``."""
+        self._require_sliced()
+        return bit_slices(self.q, self.slice_method).reshape(-1, *self.data.shape)
+
+    def __repr__(self):
+        state = f"shape={self.shape}" if self.data is not None else "not sliced"
+        bw = "" if self.bw_e is None else f", bw_e={self.bw_e}"
+        return f"SlicedData({list(self.slice_method)}{bw}, {state})"

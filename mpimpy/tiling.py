@@ -1,0 +1,64 @@
+"""Stage 2: pad the operands and split the contraction axis into array-sized tiles.
+
+A product ``x @ W`` with ``W`` of shape (K, N) is spread over arrays of ``rows x cols`` cells:
+K is split into ``Tk = ceil(K / rows)`` chunks (one per array row-block) and N into
+``Tn = ceil(N / cols)`` chunks. Padding is zero: padded inputs drive 0 V and padded weights are
+programmed at level 0 (LGS), so they add no current.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import TileShape
+
+
+def n_tiles(length: int, size: int) -> int:
+    return -(-length // size)
+
+
+def check_block_alignment(k_block: int, k: int, rows: int, name: str) -> None:
+    """An array adds all its rows in one read, so a quantization block along K must cover whole
+    arrays: a multiple of ``rows`` elements, or all of K."""
+    if k_block < k and k_block % rows != 0:
+        raise ValueError(
+            f"{name}: its quant_gran blocks span {k_block} elements along the contraction axis, "
+            f"but an array sums {rows} rows in one read; use blocks that span a multiple of "
+            f"{rows} or the whole axis (e.g. 'per-matrix', the default per-tile blocks, or "
+            f"'per-row' for inputs / 'per-col' for weights)"
+        )
+
+
+def tile_inputs(values: torch.Tensor, tile: TileShape) -> torch.Tensor:
+    """(n_slices, M, K) -> (Tk, n_slices, M, rows): one block of word-line inputs per array row."""
+    n, m, k = values.shape
+    tk = n_tiles(k, tile.rows)
+    padded = F.pad(values, (0, tk * tile.rows - k))
+    return padded.view(n, m, tk, tile.rows).permute(2, 0, 1, 3).contiguous()
+
+
+def tile_weights(values: torch.Tensor, tile: TileShape) -> torch.Tensor:
+    """(n_slices, K, N) -> (n_slices, Tk, Tn, rows, cols): the cells of every array."""
+    n, k, cols_total = values.shape
+    tk, tn = n_tiles(k, tile.rows), n_tiles(cols_total, tile.cols)
+    padded = F.pad(values, (0, tn * tile.cols - cols_total, 0, tk * tile.rows - k))
+    return padded.view(n, tk, tile.rows, tn, tile.cols).permute(0, 1, 3, 2, 4).contiguous()
+
+
+def arrays_to_columns(arrays: torch.Tensor) -> torch.Tensor:
+    """(n, Tk, Tn, rows, cols) -> (Tk, rows, n * Tn * cols): all arrays of one row-block side by
+    side (array-major), the layout in which one matrix product reads them all."""
+    n, tk, tn, rows, cols = arrays.shape
+    return arrays.permute(1, 3, 0, 2, 4).reshape(tk, rows, n * tn * cols)
+
+
+def tile_scales(step: torch.Tensor, rows: int, axis: int) -> torch.Tensor:
+    """Per-element scales -> one scale per array row-block.
+
+    ``step`` is (M, K) for inputs (``axis=1``) or (K, N) for weights (``axis=0``); blocks are
+    aligned with arrays along K (see :func:`check_block_alignment`), so the first element of
+    each row-block stands for all of it. Returns (M, Tk) or (Tk, N).
+    """
+    index = torch.arange(0, step.shape[axis], rows, device=step.device)
+    return step.index_select(axis, index)

@@ -1,0 +1,74 @@
+"""mpimpy.dot is a drop-in for np.dot / torch.matmul: same kind, shape and dtype."""
+
+import numpy as np
+import pytest
+import torch
+
+from mpimpy import RE, DPETensor, SlicedData, dot
+
+IDEAL = dict(var=0.0, vnoise=0.0, rdac=None, radc=None, g_level=16)
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [
+        ((30,), (30,)),
+        ((30,), (30, 7)),
+        ((5, 30), (30,)),
+        ((5, 30), (30, 7)),
+        ((2, 5, 30), (30, 7)),
+        ((3, 2, 5, 30), (30,)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numpy_in_numpy_out(a_shape, b_shape, dtype):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
+    expected = np.dot(a, b)
+    y = dot(a, b, xblk=[1, 1, 2, 4], mblk=[1, 1, 2, 4], **IDEAL)
+    assert isinstance(y, (np.ndarray, np.floating))
+    assert np.shape(y) == np.shape(expected)
+    assert np.asarray(y).dtype == expected.dtype
+    assert RE(np.atleast_1d(y), np.atleast_1d(expected)) < 0.05  # 8-bit quantization
+
+
+def test_noise_free_dot_is_the_quantized_product():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((2, 6, 70)), rng.standard_normal((70, 9))
+    y = dot(a, b, xblk=[1, 2, 4], mblk=[1, 2, 4], **IDEAL)
+    engine = DPETensor(**IDEAL)
+    x = SlicedData([1, 2, 4]).slice_data_imp(engine, torch.from_numpy(a), transpose=True)
+    mat = SlicedData([1, 2, 4]).slice_data_imp(engine, torch.from_numpy(b))
+    np.testing.assert_allclose(
+        y, (x.quantized_data @ mat.quantized_data).numpy(), rtol=0, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_torch_in_torch_out(dtype):
+    a, b = torch.randn(4, 3, 50).to(dtype), torch.randn(50, 6).to(dtype)
+    y = dot(a, b, **IDEAL)
+    expected = torch.matmul(a, b)
+    assert isinstance(y, torch.Tensor) and y.dtype == dtype and y.shape == expected.shape
+    assert RE(y.float(), expected.float()) < 0.05
+
+
+def test_integer_inputs_give_float64():
+    a, b = np.arange(12).reshape(3, 4), np.arange(8).reshape(4, 2)
+    y = dot(a, b, **IDEAL, xblk=[1, 4], mblk=[1, 4], quant_gran="per-matrix")
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, np.dot(a, b), rtol=0.1)
+
+
+def test_a_users_numpy_program_changes_one_call():
+    """Least squares by gradient descent, with np.dot replaced by the simulated dot."""
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((200, 20))
+    w_true = rng.standard_normal(20)
+    target = A @ w_true
+    engine = DPETensor(var=0.02, vnoise=0.0, radc=2**10, seed=0)
+    w = np.zeros(20)
+    for _ in range(200):
+        grad = dot(A.T, dot(A, w, engine=engine) - target, engine=engine) / len(A)
+        w -= 0.5 * grad
+    assert np.linalg.norm(w - w_true) / np.linalg.norm(w_true) < 0.05

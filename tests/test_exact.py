@@ -1,0 +1,192 @@
+"""Noise-free simulation equals the exact product of the quantized operands.
+
+With no variation, noise or faults, a DAC and ADC that lose nothing, the crossbar computes
+integer dot products of slices exactly, so the whole pipeline must reproduce
+``x.quantized_data @ mat.quantized_data`` (float64) to round-off, whatever the format, shape,
+block size, slicing, array size or mapping.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mpimpy import DPETensor, SlicedData
+
+
+def splits(total_bits, max_width):
+    """All slice methods [1, ...] with the given total and widths <= max_width."""
+
+    def rest(n):
+        if n == 0:
+            yield []
+            return
+        for w in range(1, min(n, max_width) + 1):
+            for tail in rest(n - w):
+                yield [w, *tail]
+
+    return [[1, *r] for r in rest(total_bits - 1)]
+
+
+def exact_g_level(widths):
+    """Smallest g_level whose levels hold every slice value of these widths exactly."""
+    return math.lcm(*(2**w - 1 for w in widths)) + 1
+
+
+def noise_free_engine(widths_w, mapping="offset", **kwargs):
+    kwargs.setdefault("rdac", None)
+    kwargs.setdefault("radc", None)
+    return DPETensor(
+        var=0.0,
+        vnoise=0.0,
+        read_noise=0.0,
+        g_level=exact_g_level(widths_w),
+        mapping=mapping,
+        seed=0,
+        **kwargs,
+    )
+
+
+def simulate(engine, x_data, w_data, x_widths, w_widths, bw_e, tile, gran_x, gran_w):
+    x = SlicedData(x_widths, bw_e=bw_e, paral_size=tile, quant_gran=gran_x)
+    mat = SlicedData(w_widths, bw_e=bw_e, paral_size=tile, quant_gran=gran_w)
+    x.slice_data_imp(engine, x_data, transpose=True)
+    mat.slice_data_imp(engine, w_data)
+    return engine(x, mat), x.quantized_data @ mat.quantized_data
+
+
+@st.composite
+def products(draw):
+    rows = draw(st.integers(1, 9))
+    cols = draw(st.integers(1, 9))
+    k = draw(st.integers(1, 3 * rows + 2))
+    n = draw(st.integers(1, 3 * cols + 2))
+    m = draw(st.integers(1, 7))
+    x_dims = draw(st.sampled_from(["1d", "2d", "3d"]))
+    w_dims = draw(st.sampled_from(["1d", "2d"]))
+    bits_x, bits_w = draw(st.integers(2, 9)), draw(st.integers(2, 9))
+    x_widths = draw(st.sampled_from(splits(bits_x, 4)))
+    w_widths = draw(st.sampled_from(splits(bits_w, 4)))
+    bw_e = draw(st.sampled_from([None, None, 3, 5, 8]))
+    # blocks along K must cover whole arrays: a multiple of rows, or the whole axis
+    gran_x = draw(st.sampled_from([None, "per-matrix", "per-row", (rows * 2, 3)]))
+    gran_w = draw(st.sampled_from([None, "per-matrix", "per-col", (rows, 2)]))
+    mapping = draw(st.sampled_from(["offset", "diffpair"]))
+    seed = draw(st.integers(0, 2**31))
+    return dict(
+        rows=rows,
+        cols=cols,
+        k=k,
+        n=n,
+        m=m,
+        x_dims=x_dims,
+        w_dims=w_dims,
+        x_widths=x_widths,
+        w_widths=w_widths,
+        bw_e=bw_e,
+        gran_x=gran_x,
+        gran_w=gran_w,
+        mapping=mapping,
+        seed=seed,
+    )
+
+
+def make_data(p):
+    gen = torch.Generator().manual_seed(p["seed"])
+
+    # a wide dynamic range exercises block scales and FP exponents
+    def draw(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64) * torch.exp2(
+            torch.randint(-6, 6, shape, generator=gen).double()
+        )
+
+    x_shape = {"1d": (p["k"],), "2d": (p["m"], p["k"]), "3d": (2, p["m"], p["k"])}[p["x_dims"]]
+    w_shape = (p["k"],) if p["w_dims"] == "1d" else (p["k"], p["n"])
+    return draw(*x_shape), draw(*w_shape)
+
+
+@given(products())
+def test_noise_free_equals_quantized_product(p):
+    x_data, w_data = make_data(p)
+    if p["bw_e"] is not None:  # keep data inside a small exponent range
+        limit = 2.0 ** (2 ** (p["bw_e"] - 1) - 1)
+        x_data, w_data = x_data.clamp(-limit, limit), w_data.clamp(-limit, limit)
+    engine = noise_free_engine(p["w_widths"], p["mapping"])
+    y, ref = simulate(
+        engine,
+        x_data,
+        w_data,
+        p["x_widths"],
+        p["w_widths"],
+        p["bw_e"],
+        (p["rows"], p["cols"]),
+        p["gran_x"],
+        p["gran_w"],
+    )
+    assert y.shape == torch.matmul(x_data, w_data).shape
+    assert y.dtype == torch.float64
+    tol = 1e-12 * max(float(ref.abs().max()), 1e-300)
+    assert float((y - ref).abs().max()) <= tol
+
+
+@pytest.mark.parametrize("mapping", ["offset", "diffpair"])
+@pytest.mark.parametrize("bw_e", [None, 8])
+def test_adc_of_one_code_unit_is_exact(mapping, bw_e):
+    """The slice-pair path (ADC on): an ADC whose level is one code unit and whose range holds
+    every current loses nothing, and a real DAC of 2**w levels is exact for w-bit slices."""
+    rows, widths = 8, [1, 1, 2, 4]
+    rdac, g_level = 16, 16  # 15 is a multiple of 2**w - 1 for w in (1, 2, 4)
+    full = rows * (rdac - 1) * (g_level - 1)  # worst-case current in code units
+    radc = full + 1 if mapping == "offset" else 2 * full + 1
+    engine = DPETensor(
+        var=0,
+        vnoise=0,
+        rdac=rdac,
+        radc=radc,
+        g_level=g_level,
+        mapping=mapping,
+        adc_range="full",
+        seed=1,
+    )
+    gen = torch.Generator().manual_seed(3)
+    x_data = torch.randn(13, 30, generator=gen, dtype=torch.float64)
+    w_data = torch.randn(30, 11, generator=gen, dtype=torch.float64)
+    y, ref = simulate(engine, x_data, w_data, widths, widths, bw_e, (rows, 4), None, None)
+    assert float((y - ref).abs().max()) <= 1e-12 * float(ref.abs().max())
+
+
+def test_same_total_bits_any_split_same_result():
+    gen = torch.Generator().manual_seed(7)
+    x_data = torch.randn(5, 40, generator=gen, dtype=torch.float64)
+    w_data = torch.randn(40, 9, generator=gen, dtype=torch.float64)
+    results = []
+    for widths in ([1, 7], [1, 1, 2, 4], [1, 3, 3, 1], [1, 1, 1, 1, 1, 1, 1, 1]):
+        engine = noise_free_engine(widths)
+        y, _ = simulate(engine, x_data, w_data, widths, widths, None, (16, 16), None, None)
+        results.append(y)
+    for y in results[1:]:
+        np.testing.assert_allclose(y.numpy(), results[0].numpy(), rtol=0, atol=1e-12)
+
+
+def test_float32_inputs_give_float32_exact_integers():
+    """float32 data: integer slice products stay exact in float32 arithmetic."""
+    gen = torch.Generator().manual_seed(2)
+    x_data = torch.randint(-127, 128, (20, 64), generator=gen).float()
+    w_data = torch.randint(-127, 128, (64, 10), generator=gen).float()
+    engine = noise_free_engine([1, 1, 2, 4])
+    y, ref = simulate(
+        engine,
+        x_data,
+        w_data,
+        [1, 1, 2, 4],
+        [1, 1, 2, 4],
+        None,
+        (64, 64),
+        "per-matrix",
+        "per-matrix",
+    )
+    assert y.dtype == torch.float32
+    np.testing.assert_allclose(y.double().numpy(), ref.numpy(), rtol=1e-6)

@@ -1,0 +1,201 @@
+"""Non-idealities behave as the model says, and randomness is reproducible by seed."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mpimpy import RE, DPETensor, SlicedData
+from mpimpy.config import CrossbarConfig
+from mpimpy.reading import read_currents
+
+
+def sliced_pair(engine, x_data, w_data, widths=(1, 1, 2, 4), bw_e=None, mapping_tile=(64, 64)):
+    x = SlicedData(list(widths), bw_e=bw_e, paral_size=mapping_tile)
+    mat = SlicedData(list(widths), bw_e=bw_e, paral_size=mapping_tile)
+    x.slice_data_imp(engine, x_data, transpose=True)
+    mat.slice_data_imp(engine, w_data)
+    return x, mat
+
+
+def constant_weights(engine, value, shape=(256, 256)):
+    """A weight operand whose every cell of every slice sits at one known level."""
+    mat = SlicedData([1, 1, 2, 4], quant_gran="per-matrix")
+    mat.slice_data_imp(engine, torch.full(shape, float(value), dtype=torch.float64))
+    return engine.program(mat)
+
+
+def test_variation_is_lognormal_with_sigma_var():
+    var = 0.1
+    engine = DPETensor(var=var, g_level=16, seed=11)
+    arrays = constant_weights(engine, 1.0)  # q = 127: slices 0, 1, 3, 15 -> levels 0, 15, 15, 15
+    nominal = DPETensor(var=0.0, g_level=16, seed=11)
+    reference = constant_weights(nominal, 1.0)
+    ratio = (arrays.positive / reference.positive).flatten()
+    log_ratio = torch.log(ratio)
+    n = log_ratio.numel()
+    # mean and sigma of log G, and the lognormal mean of G, within 5 standard errors
+    assert abs(float(log_ratio.mean())) < 5 * var / math.sqrt(n)
+    assert abs(float(log_ratio.std()) - var) < 5 * var / math.sqrt(2 * n)
+    se_mean = math.sqrt((math.exp(var**2) - 1) * math.exp(var**2)) / math.sqrt(n)
+    assert abs(float(ratio.mean()) - math.exp(var**2 / 2)) < 5 * se_mean
+
+
+@pytest.mark.parametrize("stuck_value", [0, 1])
+def test_stuck_at_faults(stuck_value):
+    ratio = 0.2
+    cfg = CrossbarConfig(var=0.0, stuck_fault_ratio=ratio, stuck_fault_value=stuck_value)
+    engine = DPETensor(**cfg.as_dict(), seed=5)
+    arrays = constant_weights(engine, 0.3)
+    clean = constant_weights(DPETensor(var=0.0, seed=5), 0.3)
+    stuck_at = cfg.HGS if stuck_value == 1 else cfg.LGS
+    changed = arrays.positive != clean.positive
+    at_state = arrays.positive == stuck_at
+    assert torch.all(arrays.positive[changed] == stuck_at)
+    # cells already at the stuck state can't be told apart; the rest are stuck at the rate
+    n = at_state.numel()
+    fraction = float(at_state.double().mean())
+    already = float((clean.positive == stuck_at).double().mean())
+    expected = already + (1 - already) * ratio
+    assert abs(fraction - expected) < 5 * math.sqrt(ratio * (1 - ratio) / n)
+
+
+def test_read_noise_variance_matches_per_cell_model():
+    """The one-Gaussian-per-output shortcut has the variance of independent per-cell noise."""
+    gen = torch.Generator().manual_seed(0)
+    rows, cols, trials, sigma = 16, 3, 20000, 0.1
+    codes = torch.randint(0, 16, (1, 1, rows), generator=gen).double()
+    levels = torch.rand(1, rows, cols, generator=gen, dtype=torch.float64) * 15
+    absolute = levels + 0.15  # cells above the offset, in level units
+    # per-cell model, brute force
+    cell_noise = torch.randn(trials, rows, cols, generator=gen, dtype=torch.float64)
+    brute = (codes[0, 0].view(1, rows, 1) * absolute * (1 + sigma * cell_noise)).sum(1)
+    brute = brute - (codes[0, 0].view(1, rows, 1) * 0.15).sum(1)
+    fast = read_currents(
+        codes.expand(1, trials, rows).contiguous(), levels, absolute**2, sigma, gen
+    )[0]
+    var_brute, var_fast = brute.var(0), fast.var(0)
+    expected = sigma**2 * ((codes[0, 0] ** 2).view(rows, 1) * absolute[0] ** 2).sum(0)
+    # sample variance of n Gaussians has relative sd sqrt(2/n)
+    tolerance = 5 * math.sqrt(2 / trials)
+    assert torch.all((var_brute / expected - 1).abs() < tolerance)
+    assert torch.all((var_fast / expected - 1).abs() < tolerance)
+    assert torch.allclose(fast.mean(0), brute.mean(0), rtol=0.01)
+
+
+def test_vnoise_relative_std():
+    engine = DPETensor(var=0, vnoise=0.05, rdac=None, radc=None, g_level=128, seed=3)
+    x = torch.ones(4000, 1, dtype=torch.float64)
+    w = torch.ones(1, 1, dtype=torch.float64)
+    xs, ws = sliced_pair(engine, x, w, widths=(1, 7))
+    y = engine(xs, ws).flatten()
+    ideal = float((xs.quantized_data @ ws.quantized_data)[0, 0])
+    # only the 7-bit slice is non-zero for x = +1, so the output's relative sd is vnoise
+    rel = y / ideal - 1
+    assert abs(float(rel.mean())) < 5 * 0.05 / math.sqrt(len(y))
+    assert abs(float(rel.std()) - 0.05) < 5 * 0.05 / math.sqrt(2 * len(y))
+
+
+def noisy_engine(seed, **kw):
+    return DPETensor(
+        var=0.05, vnoise=0.05, read_noise=0.02, stuck_fault_ratio=0.01, seed=seed, **kw
+    )
+
+
+def data(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(50, 100, generator=gen), torch.randn(100, 30, generator=gen)
+
+
+@pytest.mark.parametrize("adc_range", ["full", "calibrated"])
+def test_same_seed_same_bits_different_seed_differs(adc_range):
+    x_data, w_data = data()
+
+    def run(seed):
+        engine = noisy_engine(seed, adc_range=adc_range, chunk_elements=5000)
+        return engine(*sliced_pair(engine, x_data, w_data))
+
+    a, b, c = run(1), run(1), run(2)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_global_seed_drives_default_engine():
+    x_data, w_data = data()
+
+    def run():
+        torch.manual_seed(42)
+        engine = noisy_engine(None)
+        return engine(*sliced_pair(engine, x_data, w_data))
+
+    assert torch.equal(run(), run())
+
+
+def test_programmed_conductances_kept_until_reprogrammed():
+    x_data, w_data = data()
+    engine = DPETensor(var=0.1, vnoise=0.0, read_noise=0.0, seed=4)
+    x, mat = sliced_pair(engine, x_data, w_data)
+    first, second = engine(x, mat), engine(x, mat)
+    assert torch.equal(first, second)  # variation drawn once, at programming
+    engine.program(mat)
+    assert not torch.equal(engine(x, mat), first)
+    mat.slice_data_imp(engine, w_data)  # new weights: programmed anew on next use
+    assert not torch.equal(engine(x, mat), first)
+
+
+def test_chunking_does_not_change_results():
+    x_data, w_data = data()
+    results = []
+    for chunk in (10**9, 20000, 700):
+        engine = DPETensor(
+            var=0.05,
+            vnoise=0.0,
+            read_noise=0.0,
+            adc_range="calibrated",
+            seed=9,
+            chunk_elements=chunk,
+        )
+        results.append(engine(*sliced_pair(engine, x_data, w_data, mapping_tile=(16, 8))))
+    for r in results[1:]:
+        assert torch.allclose(r, results[0], rtol=1e-5, atol=1e-5)
+
+
+def original_readme_case(radc, bw_e=None):
+    torch.manual_seed(42)
+    x_data, mat_data = torch.randn(400, 100), torch.randn(100, 120)
+    xblk, mblk = torch.tensor([1, 1, 4, 4]), torch.tensor([1, 1, 4, 4])
+    mat, x = SlicedData(mblk, bw_e=bw_e), SlicedData(xblk, bw_e=bw_e)
+    engine = DPETensor(var=0.0, radc=radc)
+    x.slice_data_imp(engine, x_data, transpose=True)
+    mat.slice_data_imp(engine, mat_data)
+    return RE(engine(x, mat).numpy(), torch.matmul(x_data, mat_data).numpy())
+
+
+@pytest.mark.parametrize("bw_e", [None, 8])
+def test_original_example_error_falls_with_adc_bits(bw_e):
+    errors = [original_readme_case(2**bits, bw_e) for bits in (4, 6, 8, 10, 12)]
+    assert all(np.isfinite(errors))
+    assert all(a > b for a, b in zip(errors, errors[1:], strict=False))
+    # at 12 bits the ADC's own error has faded below the DAC/noise floor of an ideal ADC
+    floor = original_readme_case(None, bw_e)
+    assert errors[-1] < 1.1 * floor < errors[0] / 2
+
+
+def test_calibrated_adc_beats_full_range_at_8_bits():
+    x_data, w_data = data(1)
+    errors = {}
+    for mode in ("full", "calibrated"):
+        engine = DPETensor(var=0, vnoise=0, radc=2**8, adc_range=mode, seed=0)
+        errors[mode] = RE(engine(*sliced_pair(engine, x_data, w_data)), x_data @ w_data)
+    assert errors["calibrated"] < errors["full"]
+
+
+def test_all_zero_operands_give_zero_not_nan():
+    engine = DPETensor(var=0.05, seed=0, adc_range="calibrated")
+    for bw_e in (None, 8):
+        x, mat = sliced_pair(engine, torch.zeros(3, 70), torch.zeros(70, 5), bw_e=bw_e)
+        y = engine(x, mat)
+        assert torch.isfinite(y).all()
+        x, mat = sliced_pair(engine, torch.randn(3, 70), torch.zeros(70, 5), bw_e=bw_e)
+        assert torch.isfinite(engine(x, mat)).all()

@@ -1,0 +1,112 @@
+"""Quantization and bit slicing, against exact integer arithmetic."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mpimpy import DPETensor, SlicedData
+from mpimpy.slicing import bit_slices, quantize, slice_weights
+
+ENGINE = DPETensor()
+
+
+@given(
+    st.integers(2, 20).flatmap(
+        lambda bits: st.tuples(
+            st.just(bits),
+            st.lists(
+                st.integers(-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1), min_size=1, max_size=50
+            ),
+        )
+    ),
+    st.data(),
+)
+def test_slices_reassemble_exactly(bits_and_values, data):
+    bits, values = bits_and_values
+    # the sign slice takes the top bit; the other bits are cut at random places
+    cuts = sorted(data.draw(st.sets(st.integers(2, max(bits - 1, 2)), max_size=bits - 2)))
+    edges = [1, *(c for c in cuts if c < bits), bits]
+    widths = [1] + [b - a for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    assert sum(widths) == bits
+    q = torch.tensor(values)
+    for signed_magnitude in (False, True):
+        slices = bit_slices(q, widths, signed_magnitude)
+        weights = slice_weights(widths, signed_magnitude)
+        rebuilt = sum(int(w) * s for w, s in zip(weights, slices, strict=True))
+        assert torch.equal(rebuilt, q)
+        for w, s in zip(widths, slices, strict=True):
+            assert int(s.abs().max()) <= 2**w - 1
+        if not signed_magnitude:
+            assert int(slices.min()) >= 0
+
+
+def test_int_quantization_scale_is_block_max():
+    data = torch.tensor([[1.0, -2.0, 0.5, 0.25], [4.0, 0.0, 0.0, -1.0]], dtype=torch.float64)
+    q, step = quantize(data, bits=8, bw_e=None, block=(1, 2))
+    assert step.shape == (2, 2)
+    assert torch.allclose(
+        step, torch.tensor([[2 / 127, 0.5 / 127], [4 / 127, 1 / 127]], dtype=torch.float64)
+    )
+    assert torch.equal(q[:, 1], torch.tensor([-127, 0]))
+    assert int(q.abs().max()) == 127
+
+
+@pytest.mark.parametrize("bw_e, bits", [(5, 12), (8, 9), (8, 25)])  # FP16, BF16, FP32
+def test_fp_formats_represent_their_own_values_exactly(bw_e, bits):
+    mantissa_bits = bits - 2
+    gen = torch.Generator().manual_seed(bw_e + bits)
+    exponent = 3
+    mantissas = torch.randint(
+        -(2 ** (mantissa_bits + 1)) + 1, 2 ** (mantissa_bits + 1), (50,), generator=gen
+    )
+    mantissas[0] = 2 ** (mantissa_bits + 1) - 1  # the block's largest value: 1.11..1 * 2**3
+    values = (mantissas.double() * 2.0 ** (exponent - mantissa_bits)).view(1, -1)
+    q, step = quantize(values, bits, bw_e, block=(1, 50))
+    assert float(step) == 2.0 ** (exponent - mantissa_bits)
+    assert torch.equal(q.double() * step, values)
+
+
+def test_fp_underflow_to_zero_and_exponent_floor():
+    data = torch.tensor([[1.0, 2.0**-20]], dtype=torch.float64)
+    q, _ = quantize(data, bits=9, bw_e=8, block=(1, 2))  # BF16-like: 7 fraction bits
+    assert q[0, 1] == 0  # far below the block's exponent
+    tiny = torch.tensor([[2.0**-30]], dtype=torch.float64)
+    q, step = quantize(tiny, bits=9, bw_e=4, block=(1, 1))  # exponent clipped up to -8
+    assert float(step) == 2.0 ** (-8 - 7) and q[0, 0] == 0
+
+
+def test_zero_block_gives_zero_and_finite_scale():
+    for bw_e in (None, 8):
+        q, step = quantize(torch.zeros(4, 4, dtype=torch.float64), 8, bw_e, (2, 2))
+        assert torch.all(q == 0) and torch.isfinite(step).all()
+
+
+@pytest.mark.parametrize(
+    "gran, n_blocks",
+    [("per-matrix", 1), ("per-row", 6), ("per-col", 70), (None, 1 * 2), ((32, 16), 1 * 3)],
+)
+def test_quant_gran_block_counts(gran, n_blocks):
+    data = torch.randn(6, 70, dtype=torch.float64)
+    x = SlicedData([1, 7], quant_gran=gran).slice_data_imp(ENGINE, data, transpose=True)
+    assert x.block_step.numel() == n_blocks
+
+
+def test_quantized_data_error_within_half_step():
+    data = torch.randn(30, 40, dtype=torch.float64)
+    for bw_e in (None, 6):
+        x = SlicedData([1, 1, 2, 4], bw_e=bw_e).slice_data_imp(ENGINE, data)
+        err = (x.quantized_data - data).abs()
+        assert torch.all(err <= 0.5 * x.step() + 1e-15)
+        assert x.sliced_data.shape == (4, 30, 40)
+
+
+def test_fp_exponent_range_of_bw_e():
+    bw_e = 5
+    top = 2.0 ** (2 ** (bw_e - 1) - 1)  # the largest exponent, 15
+    SlicedData([1, 11], bw_e=bw_e).slice_data_imp(ENGINE, torch.tensor([[top * 1.9]]))
+    with pytest.raises(ValueError, match="exponent range"):
+        SlicedData([1, 11], bw_e=bw_e).slice_data_imp(ENGINE, torch.tensor([[top * 2]]))
+    assert math.isfinite(top)
