@@ -1,0 +1,3 @@
+from mpimpy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,225 @@
+"""The ``mpimpy`` command: run parameter studies and look at their results.
+
+::
+
+    mpimpy study run studies/quickstart.yaml [--workers N] [--scheduler ADDRESS]
+                                             [--dry-run] [--output-dir DIR] [--force]
+    mpimpy study validate studies/*.yaml
+    mpimpy study list
+    mpimpy ui [--port 5000]
+
+A study may be named by its file or, for the shipped ones, by name (``quickstart``). Exit
+status: 0 when everything ran, 1 when a point failed or the run was interrupted, 2 for a study
+file that is wrong (nothing runs then). Until the package is installed, run it as
+``python -m mpimpy.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+
+def _studies_dir() -> Path:
+    from mpimpy.tracking import project_root
+
+    return project_root() / "studies"
+
+
+def _study_path(name: str) -> Path:
+    """A study given as a path, or as the name of a file in the project's ``studies/``."""
+    path = Path(name)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    for suffix in (".yaml", ".yml"):
+        shipped = _studies_dir() / f"{name}{suffix}"
+        if shipped.is_file():
+            return shipped
+    return path
+
+
+def _cmd_run(args) -> int:
+    from mpimpy.studies import StudyError, load_study, run_study
+
+    try:
+        study = load_study(_study_path(args.study))
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = run_study(
+        study,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        output_dir=args.output_dir,
+        dry_run=args.dry_run,
+        force=args.force,
+        progress=not args.no_progress,
+    )
+    print(result.summary())
+    return 0 if result.ok or args.dry_run else 1
+
+
+def _cmd_validate(args) -> int:
+    from mpimpy.studies import StudyError, load_study
+
+    status = 0
+    for name in args.studies:
+        try:
+            study = load_study(_study_path(name))
+        except StudyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        print(f"ok: {study.path} ({len(study.expand())} points, notebook {study.notebook})")
+    return status
+
+
+def _cmd_list(args) -> int:
+    from mpimpy import tracking
+    from mpimpy.studies import StudyError, load_study
+
+    folder = Path(args.dir) if args.dir else _studies_dir()
+    files = sorted(folder.glob("*.y*ml")) if folder.is_dir() else []
+    print(f"Studies in {folder}:" if files else f"No study files in {folder}")
+    for path in files:
+        try:
+            study = load_study(path, check_notebook=False)
+        except StudyError as exc:
+            print(f"  {path.name:24} INVALID: {exc}")
+            continue
+        line = study.description.splitlines()[0] if study.description else ""
+        print(f"  {study.name:24} {len(study.expand()):4} points  {study.notebook_name:22} {line}")
+
+    uri = tracking.tracking_uri()
+    db = tracking.sqlite_path(uri)
+    if db is not None and not db.is_file():
+        print(f"\nNo experiment store yet at {db} (a study run creates it).")
+        return 0
+    client = tracking.get_client(uri)
+    experiments = client.search_experiments()
+    print(f"\nExperiments in {tracking.store_summary(uri)}:")
+    for experiment in experiments:
+        counts: Counter[str] = Counter()
+        token = None
+        while True:
+            page = client.search_runs(
+                [experiment.experiment_id], max_results=1000, page_token=token
+            )
+            counts.update(run.info.status for run in page)
+            token = page.token
+            if not token:
+                break
+        detail = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no runs"
+        total = sum(counts.values())
+        print(f"  {experiment.name:24} id {experiment.experiment_id:>4}  {total:4} runs ({detail})")
+    return 0
+
+
+def ui_command(port: int = 5000, host: str = "127.0.0.1") -> list[str] | None:
+    """The ``mlflow server`` command line that serves the local store, or ``None`` when the
+    store is a tracking server (which has its own UI)."""
+    from mpimpy import tracking
+
+    uri = tracking.tracking_uri()
+    db = tracking.sqlite_path(uri)
+    if db is None:
+        return None
+    db.parent.mkdir(parents=True, exist_ok=True)
+    artifacts = db.parent / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        artifacts.resolve().as_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def _cmd_ui(args) -> int:
+    """Replace this process by ``mlflow server`` (so Ctrl-C and signals reach it directly).
+
+    MLflow's background job runner (GenAI scorers, a pool of worker processes) is switched off
+    unless ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION`` is set: browsing runs does not need it.
+    """
+    from mpimpy import tracking
+
+    command = ui_command(args.port, args.host)
+    if command is None:
+        print(f"The store is a tracking server; open {tracking.tracking_uri()} in a browser.")
+        return 0
+    url = f"http://{args.host}:{args.port}"
+    print(f"MLflow UI for {tracking.store_summary()} at {url} (Ctrl-C stops it)", flush=True)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    os.execve(command[0], command, env)
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``mpimpy`` command."""
+    parser = argparse.ArgumentParser(
+        prog="mpimpy", description="mPimPy memristor crossbar simulator"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    study = commands.add_parser("study", help="run and list parameter studies")
+    study_commands = study.add_subparsers(dest="study_command", required=True)
+
+    run = study_commands.add_parser("run", help="run a study's points that have not finished yet")
+    run.add_argument("study", help="study file (or the name of one in studies/)")
+    run.add_argument("--workers", type=int, default=1, help="parallel points (default 1)")
+    run.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler address (tcp://host:8786): run the points on that cluster",
+    )
+    run.add_argument("--dry-run", action="store_true", help="validate and list points, run nothing")
+    run.add_argument(
+        "--output-dir", metavar="DIR", help="executed notebooks (default outputs/<study>)"
+    )
+    run.add_argument("--force", action="store_true", help="also rerun points that finished before")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=_cmd_run)
+
+    validate = study_commands.add_parser(
+        "validate", help="check study files against their notebooks"
+    )
+    validate.add_argument("studies", nargs="+", help="study files (or names in studies/)")
+    validate.set_defaults(func=_cmd_validate)
+
+    listing = study_commands.add_parser("list", help="shipped studies and experiments in the store")
+    listing.add_argument("--dir", help="folder of study files (default: the project's studies/)")
+    listing.set_defaults(func=_cmd_list)
+
+    ui = commands.add_parser("ui", help="start the MLflow UI on the experiment store")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+    )
+    ui.set_defaults(func=_cmd_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mpimpy`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

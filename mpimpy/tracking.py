@@ -1,0 +1,581 @@
+"""Experiment tracking: one place that records a simulation in MLflow.
+
+Where runs go
+    By default a local store under the project's ``mlruns/`` folder: the tracking database
+    ``mlruns/mlflow.db`` (SQLite) and artifacts under ``mlruns/artifacts/``. The folder can be
+    moved with the ``MPIMPY_STORE`` environment variable, and ``MLFLOW_TRACKING_URI`` replaces
+    the whole store (a team's tracking server, another SQLite file); everything else works the
+    same there. MLflow's plain file store (``mlruns/0/meta.yaml``) is deprecated in MLflow 3 and
+    is not used.
+
+How a notebook logs
+    A notebook calls :func:`log_simulation` (or :func:`log_result` for plain arrays) once per
+    simulated product. Run by the study runner, the notebook's kernel gets the id of the run the
+    runner created for its point (``MLFLOW_RUN_ID``, ``MPIMPY_RUN_MANAGED=1``) and logs into it;
+    the runner then attaches the executed notebook and sets the run's final status. Run by hand,
+    the first call starts a new run in the ``notebooks`` experiment (or the one given to
+    :func:`start_run`), ended when the kernel exits or by :meth:`TrackedRun.end`.
+
+Infinite metrics
+    An exact simulation has an SNR of +inf dB. MLflow's SQL store silently turns inf into the
+    largest double (1.8e308), which wrecks every chart and comparison, and a REST server may
+    refuse it. So ``SNR_dB = +inf`` is logged as :data:`SNR_CAP_DB` (400 dB, beyond what two
+    different float64 results can reach, about 320 dB) with the tag ``SNR_dB_capped=true``; any
+    other non-finite metric is not logged and the tag ``nonfinite.<metric>`` holds its value.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+ENV_STORE = "MPIMPY_STORE"
+ENV_RUN_MANAGED = "MPIMPY_RUN_MANAGED"
+ENV_STUDY = "MPIMPY_STUDY"
+ENV_POINT_ID = "MPIMPY_POINT_ID"
+
+#: Experiment used by notebooks run by hand when no experiment is named.
+DEFAULT_EXPERIMENT = "notebooks"
+#: Logged value of an infinite SNR (an exact result); see the module docstring.
+SNR_CAP_DB = 400.0
+#: MLflow limits a param value's length; longer values are cut with an ellipsis.
+MAX_PARAM_LENGTH = 500
+
+# --------------------------------------------------------------------------------------------
+# The store
+
+
+def project_root() -> Path:
+    """The mPimPy checkout this package lives in (the folder with its pyproject.toml).
+
+    Falls back to the current directory when the package is installed elsewhere.
+    """
+    here = Path(__file__).resolve().parent
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and 'name = "mpimpy"' in pyproject.read_text(errors="replace"):
+            return folder
+    return Path.cwd()
+
+
+def store_dir() -> Path:
+    """Folder of the local store: ``$MPIMPY_STORE``, else ``<project root>/mlruns``."""
+    env = os.environ.get(ENV_STORE)
+    return Path(env).expanduser().resolve() if env else project_root() / "mlruns"
+
+
+def tracking_uri() -> str:
+    """The tracking URI in force: ``$MLFLOW_TRACKING_URI`` or the local SQLite store."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{store_dir() / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or ``None`` for any other kind of store."""
+    if not uri.startswith("sqlite:"):
+        return None
+    path = unquote(urlparse(uri).path)
+    # sqlite:////abs/path -> //abs/path; sqlite:///rel -> /rel (relative to cwd)
+    if uri.startswith("sqlite:////"):
+        return Path(path[1:] if path.startswith("//") else path)
+    return Path.cwd() / path.lstrip("/")
+
+
+def artifact_root(uri: str | None = None) -> str | None:
+    """Where new experiments of a local SQLite store keep artifacts: ``<db folder>/artifacts``.
+
+    ``None`` for other stores (a tracking server decides where its artifacts go).
+    """
+    db = sqlite_path(uri or tracking_uri())
+    return (db.parent / "artifacts").resolve().as_uri() if db is not None else None
+
+
+def get_client(uri: str | None = None):
+    """An :class:`mlflow.MlflowClient` for the store (creating a local store's folder)."""
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        _create_local_store(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _create_local_store(uri: str) -> None:
+    """Create a SQLite store's tables with its artifacts root set to ``<db folder>/artifacts``.
+
+    Left to MlflowClient, the store's Default experiment would keep its artifacts in
+    ``./mlruns/0`` of whatever folder the first command ran in (stored as an absolute path).
+    """
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    except ImportError:  # pragma: no cover - a future MLflow that moved it: keep its default
+        return
+    SqlAlchemyStore(uri, artifact_root(uri))
+
+
+def ensure_experiment(name: str, *, client=None) -> str:
+    """Id of the experiment ``name``, created if missing; safe against a concurrent creation.
+
+    In a local store its artifacts go to ``<store>/artifacts/<name>`` (an absolute ``file://``
+    location). Create experiments once, in one process, and hand the id to workers:
+    ``mlflow.set_experiment`` called from several processes at once can file runs under the
+    Default experiment.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = client or get_client()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    location = None
+    root = artifact_root(client.tracking_uri)
+    if root is not None:
+        folder = Path(unquote(urlparse(root).path)) / _safe_name(name)
+        if folder.exists():  # left over from a deleted experiment of the same name
+            folder = folder.with_name(f"{folder.name}-{os.urandom(4).hex()}")
+        location = folder.as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)  # another process created it first
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "experiment"
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+class TrackedRun:
+    """An MLflow run that mPimPy logs into, addressed by id (no global MLflow state).
+
+    ``managed`` runs belong to the study runner: :meth:`end` leaves them open, the runner sets
+    their status once the notebook has run. Other runs are ended by :meth:`end`, by leaving a
+    ``with`` block (FAILED on an exception) or when the interpreter exits.
+    """
+
+    def __init__(self, run_id: str, *, client=None, managed: bool = False):
+        self.client = client or get_client()
+        self.run_id = run_id
+        self.managed = managed
+        self.experiment_id = self.client.get_run(run_id).info.experiment_id
+        self.ended = False
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log parameters (values turned into strings, cut to :data:`MAX_PARAM_LENGTH`)."""
+        from mlflow.entities import Param
+
+        items = [Param(str(k), _param_str(v)) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> dict[str, float]:
+        """Log metrics, handling non-finite values as the module docstring says.
+
+        Returns the values actually logged.
+        """
+        import time
+
+        from mlflow.entities import Metric
+
+        finite, tags = loggable_metrics(metrics)
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, step) for k, v in finite.items()]
+        self.client.log_batch(self.run_id, metrics=items)
+        if tags:
+            self.set_tags(tags)
+        return finite
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(str(k), str(v)) for k, v in tags.items()]
+        self.client.log_batch(self.run_id, tags=items)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Set the run's final status, unless the study runner owns it."""
+        global _current
+        if self.ended:
+            return
+        self.ended = True
+        if not self.managed:
+            self.client.set_terminated(self.run_id, status)
+        if _current is self:
+            _current = None
+
+    def __enter__(self) -> TrackedRun:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.end("FAILED" if exc_type is not None else "FINISHED")
+
+    def __repr__(self) -> str:
+        return f"TrackedRun(run_id={self.run_id!r}, experiment_id={self.experiment_id!r})"
+
+
+_current: TrackedRun | None = None
+
+
+def current_run() -> TrackedRun | None:
+    """The run :func:`start_run` opened last in this process, if it is still open."""
+    return _current
+
+
+def start_run(
+    experiment: str | None = None,
+    *,
+    run_id: str | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> TrackedRun:
+    """Resume the run a study runner created for this notebook, or start a new one.
+
+    ``run_id`` (or ``$MLFLOW_RUN_ID``, which the runner sets in the kernel's environment)
+    resumes an existing run; otherwise a new run starts in ``experiment`` (default
+    ``$MLFLOW_EXPERIMENT_NAME`` or :data:`DEFAULT_EXPERIMENT`). The run becomes the one
+    :func:`log_simulation` logs into when given no ``run``.
+    """
+    global _current
+    client = get_client()
+    run_id = run_id or os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        managed = os.environ.get(ENV_RUN_MANAGED) == "1" and run_id == os.environ.get(
+            "MLFLOW_RUN_ID"
+        )
+        run = TrackedRun(run_id, client=client, managed=managed)
+    else:
+        name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+        experiment_id = ensure_experiment(name, client=client)
+        created = client.create_run(experiment_id, run_name=run_name)
+        run = TrackedRun(created.info.run_id, client=client, managed=False)
+        atexit.register(run.end)
+    if tags:
+        run.set_tags(tags)
+    _current = run
+    return run
+
+
+def _resolve_run(run) -> TrackedRun:
+    """The run to log into: the one given, else the open one, else MLflow's active run, else new."""
+    if isinstance(run, TrackedRun):
+        return run
+    if isinstance(run, str):
+        return TrackedRun(run)
+    if run is not None:  # an mlflow ActiveRun / Run
+        return TrackedRun(run.info.run_id)
+    if _current is not None and not _current.ended:
+        return _current
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None:
+        return TrackedRun(
+            active.info.run_id, client=get_client(mlflow.get_tracking_uri()), managed=True
+        )
+    return start_run()
+
+
+# --------------------------------------------------------------------------------------------
+# What gets logged
+
+
+def _param_str(value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    text = str(value)
+    return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+
+
+def loggable_metrics(metrics: Mapping[str, float]) -> tuple[dict[str, float], dict[str, str]]:
+    """Split metrics into what MLflow can store and tags that explain what was left out.
+
+    ``SNR_dB = +inf`` becomes :data:`SNR_CAP_DB` plus the tag ``SNR_dB_capped=true``; any other
+    NaN or infinite value is dropped and recorded as the tag ``nonfinite.<name>``.
+    """
+    finite: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    for name, value in metrics.items():
+        value = float(value)
+        if math.isfinite(value):
+            finite[name] = value
+        elif name == "SNR_dB" and value > 0:
+            finite[name] = SNR_CAP_DB
+            tags["SNR_dB_capped"] = "true"
+        else:
+            tags[f"nonfinite.{name}"] = str(value)
+    return finite, tags
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The checkout's commit (with ``-dirty`` for uncommitted changes), or ``None``."""
+    root = project_root()
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit or None
+
+
+def _version(module_name: str) -> str:
+    try:
+        module = __import__(module_name)
+    except Exception:
+        return "not installed"
+    version = getattr(module, "__version__", None)
+    if version is None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version(module_name)
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+    return str(version)
+
+
+def environment_info() -> dict[str, str]:
+    """Versions of mpimpy, torch, numpy, mlflow and Python, and the git commit if any."""
+    info = {
+        "mpimpy_version": _version("mpimpy"),
+        "torch_version": _version("torch"),
+        "numpy_version": _version("numpy"),
+        "mlflow_version": _version("mlflow"),
+        "python_version": platform.python_version(),
+    }
+    commit = git_commit()
+    if commit:
+        info["git_commit"] = commit
+    return info
+
+
+def _shape(value) -> list[int] | None:
+    shape = getattr(value, "shape", None)
+    return [int(s) for s in shape] if shape is not None else None
+
+
+def _plain(value: Any) -> Any:
+    """A loggable form of a setting: tensors and tuples as lists, a TileShape as [rows, cols]."""
+    if hasattr(value, "rows") and hasattr(value, "cols"):
+        return [int(value.rows), int(value.cols)]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _sliced_params(prefix: str, data) -> dict[str, Any]:
+    """Slicing settings of a :class:`mpimpy.SlicedData` (whatever of them it has)."""
+    out: dict[str, Any] = {}
+    for attr in ("slice_method", "bw_e", "quant_gran", "paral_size"):
+        if hasattr(data, attr):
+            out[f"{prefix}_{attr}"] = _plain(getattr(data, attr))
+    shape = _shape(data)
+    if shape is not None:
+        out[f"{prefix}_shape"] = shape
+    return out
+
+
+def simulation_params(engine, x, mat) -> dict[str, Any]:
+    """Every hardware and slicing setting of one simulated product, as a flat dict.
+
+    ``engine`` is a :class:`mpimpy.DPETensor`, ``x`` and ``mat`` the :class:`mpimpy.SlicedData`
+    input and weights. Weight slices are named ``w_*``; the array size is the weights'
+    ``paral_size`` (``array_rows`` x ``array_cols``).
+    """
+    params: dict[str, Any] = {}
+    config = getattr(engine, "config", None)
+    if config is not None and hasattr(config, "as_dict"):
+        params.update(config.as_dict())
+    params["engine_seed"] = getattr(engine, "seed", None)
+    params["device"] = str(getattr(engine, "device", "cpu"))
+    params.update(_sliced_params("x", x))
+    params.update(_sliced_params("w", mat))
+    paral = params.get("w_paral_size") or params.get("x_paral_size")
+    if isinstance(paral, list) and len(paral) == 2:
+        params["array_rows"], params["array_cols"] = int(paral[0]), int(paral[1])
+    return params
+
+
+def number_format(params: Mapping[str, Any]) -> str:
+    """``"FP"`` if the input or the weights have an exponent width (``bw_e``), else ``"INT"``."""
+    fp = any(params.get(k) is not None for k in ("x_bw_e", "w_bw_e", "bw_e"))
+    return "FP" if fp else "INT"
+
+
+def log_result(
+    y_sim,
+    y_ideal,
+    *,
+    sim_time_s: float,
+    seed: int | None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    notebook_path: str | Path | None = None,
+    run=None,
+    extra_metrics: Mapping[str, float] | None = None,
+    plots: bool = True,
+) -> dict[str, float]:
+    """Log one simulated result, given as plain arrays and a dict of settings.
+
+    Logs ``params`` plus the seed, the result's shape, dtype and the software versions; the
+    metrics RE, SNR_dB, ABSE, max_abs_error and sim_time_s (plus ``extra_metrics``); the tags
+    ``format`` (INT/FP, from ``params``), ``study`` and ``point_id`` (from the runner); a
+    measured-vs-expected scatter plot and an error histogram (PNG, under ``plots/``) and the
+    notebook at ``notebook_path`` (under ``notebook/``). Returns the metrics as computed
+    (before any capping), for the notebook to show.
+
+    ``run``: a :class:`TrackedRun`, a run id or an MLflow run; default the open run (the study
+    runner's run under papermill), else MLflow's active run, else a new run.
+    """
+    from mpimpy.metrics import all_metrics
+
+    tracked = _resolve_run(run)
+    metrics = dict(all_metrics(y_sim, y_ideal))
+    metrics["sim_time_s"] = float(sim_time_s)
+    if extra_metrics:
+        metrics.update({k: float(v) for k, v in extra_metrics.items()})
+
+    all_params = dict(params or {})
+    all_params["seed"] = seed
+    all_params.setdefault("y_shape", _shape(y_sim))
+    all_params.setdefault("dtype", str(getattr(y_sim, "dtype", type(y_sim).__name__)))
+    all_params.update(environment_info())
+    tracked.log_params(all_params)
+
+    all_tags = {"format": number_format(all_params)}
+    for env, tag in ((ENV_STUDY, "study"), (ENV_POINT_ID, "point_id")):
+        if os.environ.get(env):
+            all_tags[tag] = os.environ[env]
+    if "git_commit" in all_params:
+        all_tags["mlflow.source.git.commit"] = str(all_params["git_commit"]).removesuffix("-dirty")
+    all_tags.update(tags or {})
+    tracked.set_tags(all_tags)
+    tracked.log_metrics(metrics)
+
+    if plots:
+        from mpimpy.studies.plots import error_histogram, scatter_plot
+
+        with tempfile.TemporaryDirectory() as tmp:
+            scatter = scatter_plot(y_sim, y_ideal, Path(tmp) / "measured_vs_expected.png")
+            histogram = error_histogram(y_sim, y_ideal, Path(tmp) / "error_histogram.png")
+            tracked.log_artifact(scatter, "plots")
+            tracked.log_artifact(histogram, "plots")
+    if notebook_path is not None and Path(notebook_path).is_file():
+        tracked.log_artifact(notebook_path, "notebook")
+    return metrics
+
+
+def log_simulation(
+    engine,
+    x,
+    mat,
+    y_sim,
+    y_ideal,
+    *,
+    sim_time_s: float,
+    seed: int | None,
+    tags: Mapping[str, Any] | None = None,
+    notebook_path: str | Path | None = None,
+    run=None,
+    extra_params: Mapping[str, Any] | None = None,
+    extra_metrics: Mapping[str, float] | None = None,
+    plots: bool = True,
+) -> dict[str, float]:
+    """Log one simulated matrix product ``y_sim ~ x @ mat`` to MLflow.
+
+    ``engine`` is the :class:`mpimpy.DPETensor` that computed ``y_sim``; ``x``/``mat`` its
+    :class:`mpimpy.SlicedData` operands; ``y_ideal`` the exact product; ``sim_time_s`` the
+    simulation's wall time; ``seed`` the seed the notebook used. Every hardware and slicing
+    setting (:func:`simulation_params`) plus ``extra_params`` is logged; see :func:`log_result`
+    for metrics, tags and artifacts. Returns the computed metrics.
+
+    Typical notebook use (the runner's run is picked up by itself)::
+
+        y = engine(x, mat)
+        tracking.log_simulation(engine, x, mat, y, x_data @ mat_data, sim_time_s=dt, seed=seed)
+    """
+    params = simulation_params(engine, x, mat)
+    params.update(extra_params or {})
+    return log_result(
+        y_sim,
+        y_ideal,
+        sim_time_s=sim_time_s,
+        seed=seed,
+        params=params,
+        tags=tags,
+        notebook_path=notebook_path,
+        run=run,
+        extra_metrics=extra_metrics,
+        plots=plots,
+    )
+
+
+def store_summary(uri: str | None = None) -> str:
+    """One line saying where the store is, for messages."""
+    uri = uri or tracking_uri()
+    db = sqlite_path(uri)
+    if db is not None:
+        return f"local store {db} (artifacts in {db.parent / 'artifacts'})"
+    return f"tracking server {uri}"
+
+
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "SNR_CAP_DB",
+    "TrackedRun",
+    "artifact_root",
+    "current_run",
+    "ensure_experiment",
+    "environment_info",
+    "get_client",
+    "git_commit",
+    "log_result",
+    "log_simulation",
+    "loggable_metrics",
+    "number_format",
+    "project_root",
+    "simulation_params",
+    "sqlite_path",
+    "start_run",
+    "store_dir",
+    "store_summary",
+    "tracking_uri",
+]

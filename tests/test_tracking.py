@@ -1,0 +1,189 @@
+"""mpimpy.tracking against a real SQLite MLflow store in a temporary folder."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mpimpy import tracking
+from mpimpy.studies.plots import error_histogram, scatter_plot
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    tracking.get_client(uri).search_experiments()  # create MLflow's tables once
+    return uri
+
+
+@pytest.fixture
+def client(store_uri, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", tracking.ENV_RUN_MANAGED):
+        monkeypatch.delenv(name, raising=False)
+    yield tracking.get_client(store_uri)
+    if tracking.current_run() is not None:
+        tracking.current_run().end()
+
+
+def test_default_store_is_the_projects_mlruns(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(tracking.ENV_STORE, raising=False)
+    root = tracking.project_root()
+    assert (root / "pyproject.toml").is_file() and (root / "mpimpy").is_dir()
+    assert tracking.tracking_uri() == f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    assert tracking.artifact_root() == (root / "mlruns" / "artifacts").as_uri()
+    monkeypatch.setenv(tracking.ENV_STORE, str(tmp_path / "elsewhere"))
+    assert tracking.sqlite_path(tracking.tracking_uri()) == tmp_path / "elsewhere" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert tracking.tracking_uri() == "http://tracking.example:5000"
+    assert tracking.artifact_root() is None  # a server decides where artifacts go
+
+
+def test_sqlite_paths():
+    assert tracking.sqlite_path("sqlite:////abs/dir/mlflow.db") == Path("/abs/dir/mlflow.db")
+    assert tracking.sqlite_path("sqlite:///rel.db") == Path.cwd() / "rel.db"
+    assert tracking.sqlite_path("http://host") is None
+
+
+def test_experiments_are_created_once_with_an_absolute_artifact_location(client, store_uri):
+    first = tracking.ensure_experiment("created-once", client=client)
+    assert tracking.ensure_experiment("created-once", client=client) == first
+    location = client.get_experiment(first).artifact_location
+    expected = tracking.sqlite_path(store_uri).parent / "artifacts" / "created-once"
+    assert location == expected.as_uri()
+
+
+def test_infinite_metrics_are_capped_or_left_out():
+    finite, tags = tracking.loggable_metrics({"SNR_dB": math.inf, "RE": math.nan, "ABSE": 0.5})
+    assert finite == {"SNR_dB": tracking.SNR_CAP_DB, "ABSE": 0.5}
+    assert tags == {"SNR_dB_capped": "true", "nonfinite.RE": "nan"}
+    finite, tags = tracking.loggable_metrics({"SNR_dB": -math.inf})
+    assert finite == {} and tags == {"nonfinite.SNR_dB": "-inf"}
+
+
+def test_log_result_records_params_metrics_tags_and_plots(client, tmp_path):
+    rng = np.random.default_rng(0)
+    y_ideal = rng.normal(size=(32, 8))
+    y_sim = y_ideal + 0.05 * rng.normal(size=y_ideal.shape)
+    notebook = tmp_path / "analysis.ipynb"
+    notebook.write_text("{}")
+    with tracking.start_run("by-hand", run_name="manual") as run:
+        metrics = tracking.log_result(
+            y_sim,
+            y_ideal,
+            sim_time_s=0.25,
+            seed=3,
+            params={"var": 0.05, "x_bw_e": 8, "x_slice_method": (1, 1, 4, 4)},
+            tags={"note": "unit test"},
+            notebook_path=notebook,
+        )
+    logged = client.get_run(run.run_id)
+    assert logged.info.status == "FINISHED"
+    assert client.get_experiment(logged.info.experiment_id).name == "by-hand"
+    assert set(logged.data.metrics) == {"RE", "SNR_dB", "ABSE", "max_abs_error", "sim_time_s"}
+    assert logged.data.metrics["RE"] == pytest.approx(metrics["RE"])
+    assert logged.data.metrics["sim_time_s"] == 0.25
+    params = logged.data.params
+    assert params["seed"] == "3" and params["var"] == "0.05"
+    assert params["x_slice_method"] == "[1, 1, 4, 4]"
+    assert params["y_shape"] == "[32, 8]" and params["dtype"] == "float64"
+    assert params["numpy_version"] == np.__version__
+    assert {"mpimpy_version", "torch_version", "python_version"} <= set(params)
+    assert logged.data.tags["format"] == "FP" and logged.data.tags["note"] == "unit test"
+    plots = client.list_artifacts(run.run_id, "plots")
+    assert {a.path for a in plots} == {
+        "plots/measured_vs_expected.png",
+        "plots/error_histogram.png",
+    }
+    for artifact in plots:
+        local = client.download_artifacts(run.run_id, artifact.path, str(tmp_path))
+        assert Path(local).read_bytes()[:8] == PNG
+    assert [a.path for a in client.list_artifacts(run.run_id, "notebook")] == [
+        "notebook/analysis.ipynb"
+    ]
+
+
+def test_exact_result_logs_capped_snr(client):
+    y = np.arange(12.0).reshape(3, 4)
+    with tracking.start_run("exact") as run:
+        metrics = tracking.log_result(y, y.copy(), sim_time_s=0.0, seed=None, plots=False)
+    assert metrics["SNR_dB"] == math.inf
+    logged = client.get_run(run.run_id)
+    assert logged.data.metrics["SNR_dB"] == tracking.SNR_CAP_DB
+    assert logged.data.tags["SNR_dB_capped"] == "true" and logged.data.tags["format"] == "INT"
+
+
+def test_a_failing_block_marks_the_run_failed(client):
+    with pytest.raises(RuntimeError), tracking.start_run("failing") as run:
+        raise RuntimeError("boom")
+    assert client.get_run(run.run_id).info.status == "FAILED"
+
+
+def test_runner_owned_run_is_resumed_and_left_open(client, monkeypatch):
+    experiment_id = tracking.ensure_experiment("managed", client=client)
+    created = client.create_run(experiment_id)
+    monkeypatch.setenv("MLFLOW_RUN_ID", created.info.run_id)
+    monkeypatch.setenv(tracking.ENV_RUN_MANAGED, "1")
+    monkeypatch.setenv(tracking.ENV_STUDY, "a-study")
+    monkeypatch.setenv(tracking.ENV_POINT_ID, "p-1")
+    run = tracking.start_run("ignored-when-resuming")
+    assert run.run_id == created.info.run_id and run.managed
+    tracking.log_result(np.ones(4), np.ones(4) * 1.1, sim_time_s=1.0, seed=0, plots=False)
+    run.end()
+    logged = client.get_run(created.info.run_id)
+    assert logged.info.status == "RUNNING"  # the runner sets the final status
+    assert logged.data.tags["study"] == "a-study" and logged.data.tags["point_id"] == "p-1"
+    assert client.get_experiment_by_name("ignored-when-resuming") is None
+
+
+def test_plots_are_labelled_pngs(tmp_path):
+    y = np.linspace(-1, 1, 50_000)
+    assert scatter_plot(y + 0.01, y, tmp_path / "s.png").read_bytes()[:8] == PNG
+    assert error_histogram(y + 0.01, y, tmp_path / "h.png").read_bytes()[:8] == PNG
+
+
+def test_log_simulation_with_the_simulator(client):
+    torch = pytest.importorskip("torch")
+    try:
+        from mpimpy import DPETensor, SlicedData
+    except ImportError:
+        pytest.skip("the simulator core is not importable yet")
+    engine = DPETensor(var=0.02, seed=1)
+    x_data, w_data = torch.randn(16, 32), torch.randn(32, 8)
+    x = SlicedData([1, 1, 2, 4], paral_size=(32, 32))
+    x.slice_data_imp(engine, x_data, transpose=True)
+    mat = SlicedData([1, 1, 2, 4], bw_e=8, paral_size=(32, 32))
+    mat.slice_data_imp(engine, w_data)
+    y = engine(x, mat)
+    with tracking.start_run("simulator") as run:
+        tracking.log_simulation(engine, x, mat, y, x_data @ w_data, sim_time_s=0.1, seed=1)
+    logged = client.get_run(run.run_id)
+    params = logged.data.params
+    for name in (
+        "HGS",
+        "LGS",
+        "g_level",
+        "var",
+        "vnoise",
+        "read_noise",
+        "stuck_fault_ratio",
+        "rdac",
+        "radc",
+    ):
+        assert name in params
+    assert (
+        params["var"] == "0.02" and params["mapping"] == "offset" and params["adc_range"] == "full"
+    )
+    assert params["x_slice_method"] == "[1, 1, 2, 4]" and params["w_bw_e"] == "8"
+    assert params["x_bw_e"] == "None" and params["array_rows"] == "32"
+    assert params["x_shape"] == "[16, 32]" and params["w_shape"] == "[32, 8]"
+    assert params["device"] == "cpu" and params["dtype"].startswith("torch.")
+    assert logged.data.tags["format"] == "FP"
+    assert 0 < logged.data.metrics["RE"] < 1
