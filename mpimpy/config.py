@@ -12,6 +12,9 @@ import math
 import numbers
 from dataclasses import asdict, dataclass
 
+import numpy as np
+import torch
+
 MAPPINGS = ("offset", "diffpair")
 ADC_RANGE_MODES = ("full", "calibrated")
 
@@ -35,6 +38,35 @@ def _check_int(name, value, low):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     if value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def parse_wire_resistance(r) -> tuple[float, float]:
+    """``(r_row, r_col)`` in ohms from a wire resistance given as one number or a pair, checked."""
+    if isinstance(r, (tuple, list)):
+        if len(r) != 2:
+            raise ValueError(
+                f"r (wire_resistance) must be one number or a pair (r_row, r_col), got {r!r}"
+            )
+        pair = r
+    else:
+        pair = (r, r)
+    values = []
+    for k, value in enumerate(pair):
+        name = ("r_row", "r_col")[k]
+        label = "r (wire_resistance)" if pair is not r else f"r[{k}] ({name}, wire_resistance)"
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{label} must be a real number of ohms, got {value!r}")
+        value = float(value)
+        if not np.isfinite(value):
+            raise ValueError(f"{label} must be finite, got {value!r}")
+        if value < 0:
+            raise ValueError(f"{label} must be >= 0 ohm, got {value!r}")
+        values.append(value)
+    return values[0], values[1]
 
 
 @dataclass(frozen=True)
@@ -89,8 +121,13 @@ class CrossbarConfig:
             LGS offset is removed by a reference column of LGS cells (two's complement weights,
             the sign slice weighing negatively). ``"diffpair"``: sign-magnitude weights on a
             G+/G- pair of arrays, ``I = V @ (G+ - G-)``; the sign slice needs no array.
-        wire_resistance : float
-            Resistance of one wire segment in ohms (0 = ideal wires). Only 0 is simulated so far.
+        wire_resistance : float or (float, float)
+            Resistance of one wire segment in ohms, >= 0: one value, or ``(r_row, r_col)`` for
+            word-line and bit-line segments. 0 is ideal wires. Each array is then solved exactly
+            as a circuit (see :mod:`mpimpy.crossbar` for the topology) when it is programmed.
+            The ADC's full scale stays the ideal-wire worst case: the ADC knows nothing of the
+            wires, so IR drop shows up as the gain loss it causes on an uncompensated chip
+            (``adc_range="calibrated"`` follows the dropped currents instead).
     """
 
     HGS: float = 1e-5
@@ -106,7 +143,7 @@ class CrossbarConfig:
     adc_range: str | float = "full"
     vread: float = 0.1
     mapping: str = "offset"
-    wire_resistance: float = 0.0
+    wire_resistance: float | tuple[float, float] = 0.0
 
     def __post_init__(self):
         _check_real("LGS", self.LGS, low=0.0, low_open=True)
@@ -137,11 +174,9 @@ class CrossbarConfig:
         else:
             _check_real("adc_range", self.adc_range, low=0.0, high=1.0, low_open=True)
         _check_real("vread", self.vread, low=0.0, low_open=True)
-        _check_real("wire_resistance", self.wire_resistance, low=0.0)
-        if self.wire_resistance > 0:
-            raise NotImplementedError(
-                "wire_resistance > 0 is not simulated yet; use wire_resistance=0"
-            )
+        r_row, r_col = parse_wire_resistance(self.wire_resistance)
+        # one number, or a pair when the word and bit lines differ
+        object.__setattr__(self, "wire_resistance", r_row if r_row == r_col else (r_row, r_col))
 
     @property
     def level_step(self) -> float:

@@ -34,9 +34,9 @@ import itertools
 import torch
 
 from .config import CrossbarConfig
+from .crossbar import read_currents, read_matrix, read_noise_matrix
 from .devices import ProgrammedArrays, check_widths, program
 from .peripherals import adc_step, convert, dac_full_scale, drive
-from .reading import read_currents, read_matrix, read_noise_matrix
 from .slicing import SlicedData, bit_slices, slice_weights
 from .tiling import check_block_alignment, tile_inputs, tile_scales
 

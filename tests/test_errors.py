@@ -28,7 +28,7 @@ from mpimpy import DPETensor, SlicedData, dot
         (dict(adc_range=0.0), "adc_range must be > 0"),
         (dict(vread=0.0), "vread must be > 0"),
         (dict(var=float("nan")), "var must be finite"),
-        (dict(wire_resistance=-1.0), "wire_resistance must be >= 0"),
+        (dict(wire_resistance=-1.0), "wire_resistance. must be >= 0"),
         (dict(seed=-3), "seed must be"),
         (dict(chunk_elements=0), "chunk_elements must be"),
     ],

@@ -8,7 +8,7 @@ import torch
 
 from mpimpy import RE, DPETensor, SlicedData
 from mpimpy.config import CrossbarConfig
-from mpimpy.reading import read_currents
+from mpimpy.crossbar import read_currents
 
 
 def sliced_pair(engine, x_data, w_data, widths=(1, 1, 2, 4), bw_e=None, mapping_tile=(64, 64)):
