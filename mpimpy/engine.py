@@ -111,13 +111,19 @@ class DPETensor:
                      skip_sign=self.config.mapping == "diffpair")
 
     # -- stage 3: program -------------------------------------------------------------------
-    def program(self, mat: SlicedData) -> ProgrammedArrays:
-        """(Re)program ``mat`` into this engine's arrays, drawing new variation and faults."""
+    def program(self, mat: SlicedData, generator: torch.Generator | None = None
+                ) -> ProgrammedArrays:
+        """(Re)program ``mat`` into this engine's arrays, drawing new variation and faults.
+
+        ``generator`` draws them instead of the engine's own generator (a layer that must
+        reproduce its conductances from a seed of its own passes one).
+        """
         self._check_operand(mat, "mat")
         q, _, _ = mat.role_matrix("weight")
         diffpair = self.config.mapping == "diffpair"
         slices = bit_slices(q, mat.slice_method, signed_magnitude=diffpair)
-        arrays = program(slices, mat.slice_method, self.config, mat.paral_size, self.generator)
+        arrays = program(slices, mat.slice_method, self.config, mat.paral_size,
+                         generator if generator is not None else self.generator)
         mat._programmed = (self._id, arrays, {})
         return arrays
 
@@ -128,13 +134,17 @@ class DPETensor:
         return mat._programmed[1]
 
     def _read_matrices(self, mat: SlicedData, dtype):
-        """Read matrix and read-noise matrix of ``mat``'s arrays, cached until re-programming."""
+        """Read matrix and read-noise matrix of ``mat``'s arrays in ``dtype``, computed once in
+        float64 (with wires that means solving every array's circuit) and cached until the
+        weights are programmed again."""
         arrays = self.programmed(mat)
         cache = mat._programmed[2]
-        if dtype not in cache:
+        if torch.float64 not in cache:
             noise = read_noise_matrix(arrays, self.config) if self.config.read_noise > 0 else None
-            cache[dtype] = (read_matrix(arrays, self.config).to(dtype),
-                            None if noise is None else noise.to(dtype))
+            cache[torch.float64] = (read_matrix(arrays, self.config), noise)
+        if dtype not in cache:
+            cache[dtype] = tuple(None if m is None else m.to(dtype)
+                                 for m in cache[torch.float64])
         return cache[dtype]
 
     # -- the whole pipeline -------------------------------------------------------------------

@@ -199,3 +199,13 @@ def test_all_zero_operands_give_zero_not_nan():
         assert torch.isfinite(y).all()
         x, mat = sliced_pair(engine, torch.randn(3, 70), torch.zeros(70, 5), bw_e=bw_e)
         assert torch.isfinite(engine(x, mat)).all()
+
+
+def test_program_with_own_generator_is_reproducible():
+    engine = DPETensor(var=0.1, stuck_fault_ratio=0.05, seed=0)
+    mat = SlicedData([1, 1, 2, 4]).slice_data_imp(engine, torch.randn(70, 20))
+    first = engine.program(mat, generator=torch.Generator().manual_seed(5)).positive.clone()
+    engine.program(mat)  # the engine's own generator: different draws
+    assert not torch.equal(engine.programmed(mat).positive, first)
+    again = engine.program(mat, generator=torch.Generator().manual_seed(5)).positive
+    assert torch.equal(again, first)
