@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch; override for CUDA, e.g. make TORCH_SPEC="torch==2.13.0" PIP_EXTRA="--index-url ..."
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-browser browser lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -25,6 +25,13 @@ lint: setup
 
 test: setup lint
 	$(PY) -m pytest
+
+# End-to-end tests in headless Chromium (Debian's package; installed here when missing, as root)
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test-browser: setup browser
+	$(PY) -m pytest -m browser
 
 bench: setup
 	$(PY) benchmarks/bench_core.py
