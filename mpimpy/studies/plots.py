@@ -1,8 +1,9 @@
 """Figures logged with every simulation: measured vs expected, and the error histogram.
 
 Both take the simulated and the ideal result (numpy arrays or torch tensors of one shape),
-write a PNG and return its path. They use matplotlib's non-interactive Agg backend so that
-they work in a worker process or a kernel without a display. The outputs of a matrix product
+write a PNG and return its path. They draw on a bare ``matplotlib.figure.Figure`` (no pyplot
+state, no backend switch), so they work in a worker process or a kernel without a display and
+leave a notebook's inline figures alone. The outputs of a matrix product
 of unitless operands are unitless, hence "a.u." (arbitrary units) on the value axes; pass
 ``unit`` when the operands carry one.
 """
@@ -24,12 +25,10 @@ def _flat(a) -> np.ndarray:
 
 
 def _figure():
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt, plt.subplots(figsize=(5.0, 4.2), dpi=110)
+    fig = Figure(figsize=(5.0, 4.2), dpi=110)
+    return fig, fig.subplots()
 
 
 def scatter_plot(
@@ -40,20 +39,17 @@ def scatter_plot(
     if sim.size > MAX_SCATTER_POINTS:
         keep = np.random.default_rng(0).choice(sim.size, MAX_SCATTER_POINTS, replace=False)
         sim, ideal = sim[keep], ideal[keep]
-    plt, (fig, ax) = _figure()
-    try:
-        ax.scatter(ideal, sim, s=4, alpha=0.5, linewidths=0, label="outputs")
-        if ideal.size:
-            low, high = float(min(ideal.min(), sim.min())), float(max(ideal.max(), sim.max()))
-            ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="ideal (y = x)")
-        ax.set_xlabel(f"expected output, exact x @ W ({unit})")
-        ax.set_ylabel(f"measured output, simulated ({unit})")
-        ax.set_title(title or "Simulated vs expected output")
-        ax.legend(loc="upper left", fontsize="small")
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
+    fig, ax = _figure()
+    ax.scatter(ideal, sim, s=4, alpha=0.5, linewidths=0, label="outputs")
+    if ideal.size:
+        low, high = float(min(ideal.min(), sim.min())), float(max(ideal.max(), sim.max()))
+        ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="ideal (y = x)")
+    ax.set_xlabel(f"expected output, exact x @ W ({unit})")
+    ax.set_ylabel(f"measured output, simulated ({unit})")
+    ax.set_title(title or "Simulated vs expected output")
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
     return Path(path)
 
 
@@ -62,21 +58,18 @@ def error_histogram(
 ) -> Path:
     """Histogram of the elementwise error ``y_sim - y_ideal``."""
     error = _flat(y_sim) - _flat(y_ideal)
-    plt, (fig, ax) = _figure()
+    fig, ax = _figure()
     try:
-        try:
-            ax.hist(error, bins=bins if error.size else 1, color="tab:red", alpha=0.8)
-        except ValueError:  # a (nearly) constant error: too narrow a range for many bins
-            ax.cla()
-            ax.hist(error, bins=1, color="tab:red", alpha=0.8)
-        ax.axvline(0.0, color="black", linewidth=0.8)
-        ax.set_xlabel(f"error, simulated - expected ({unit})")
-        ax.set_ylabel("number of outputs")
-        ax.set_title("Output error distribution")
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
+        ax.hist(error, bins=bins if error.size else 1, color="tab:red", alpha=0.8)
+    except ValueError:  # a (nearly) constant error: too narrow a range for many bins
+        ax.cla()
+        ax.hist(error, bins=1, color="tab:red", alpha=0.8)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"error, simulated - expected ({unit})")
+    ax.set_ylabel("number of outputs")
+    ax.set_title("Output error distribution")
+    fig.tight_layout()
+    fig.savefig(path)
     return Path(path)
 
 

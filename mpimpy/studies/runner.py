@@ -221,6 +221,8 @@ def execute_point(task: dict[str, Any]) -> dict[str, Any]:
         tracking.ENV_POINT_ID: task["point_id"],
         "PYTHONPATH": pythonpath,
     }
+    if task.get("threads"):  # one BLAS/torch thread pool per core share, not one per core each
+        env.update({var: str(task["threads"]) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     error = details = None
     kernel_log = output.with_suffix(".kernel.log")
     with open(kernel_log, "w") as log_file:
@@ -518,6 +520,8 @@ def run_study(
                     "output_path": str(output_dir / f"{point.point_id}.ipynb"),
                     "parameters": point.parameters,
                     "timeout_s": study.timeout_s,
+                    # local workers share this machine's cores; Dask workers size themselves
+                    "threads": None if scheduler else max(1, (os.cpu_count() or 1) // workers),
                 }
                 inflight[backend.submit(execute_point, task)] = (point, run_id)
             for future in backend.wait(list(inflight)):
