@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    set up .venv and run the main job
+#   make run    set up .venv and run the main job (the quickstart study on the local store)
 #   make test   set up .venv and run the linter and the tests
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU build of torch; override for CUDA, e.g. make TORCH_SPEC="torch==2.13.0" PIP_EXTRA="--index-url ..."
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test test-browser browser lint bench clean
+.PHONY: setup run ui lab test test-browser browser lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -18,7 +18,15 @@ $(VENV)/.installed: pyproject.toml Makefile
 setup: $(VENV)/.installed
 
 run: setup
-	MPLBACKEND=Agg $(PY) examples/original_readme_example.py
+	$(VENV)/bin/mpimpy study run studies/quickstart.yaml --workers 2
+	@echo "Compare the runs:   make ui    (MLflow UI on http://127.0.0.1:5000)"
+	@echo "Explore by hand:    make lab   (JupyterLab on notebooks/, e.g. explorer.ipynb)"
+
+ui: setup
+	$(VENV)/bin/mpimpy ui
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
 
 lint: setup
 	$(VENV)/bin/ruff check .
