@@ -18,7 +18,8 @@ given widths, most significant first; the first slice is the sign slice (width 1
 ``-2**(bits-1)``. The differential-pair mapping cuts ``|q|`` instead (sign-magnitude) and carries
 the sign on the slice values.
 
-An all-zero block gets ``q = 0`` and a finite step (no NaN).
+An all-zero block gets ``q = 0`` and, in INT, scale 0 (max |v| / q_max), so the device errors of
+its cells (which do read some current) are not scaled up into the result; never NaN.
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int
     v64 = values.to(torch.float64)
     peak = _block_max(v64, block)
     if bw_e is None:
-        block_step = torch.where(peak > 0, peak / max(q_max, 1), torch.ones_like(peak))
+        # an all-zero block gets scale 0: whatever its cells read, it adds nothing
+        block_step = peak / max(q_max, 1)
     else:
         e_min, e_max = -(2 ** (bw_e - 1)), 2 ** (bw_e - 1) - 1
         exponent = torch.floor(torch.log2(peak.clamp_min(torch.finfo(torch.float64).tiny)))
@@ -146,6 +148,7 @@ def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int
         exponent = exponent.clamp(min=e_min)
         block_step = torch.exp2(exponent - (bits - 2))
     step = _expand_blocks(block_step, block, values.shape)
+    step = torch.where(step > 0, step, torch.ones_like(step))  # zero blocks: q = 0 / 1 = 0
     # Rounding the block's largest mantissa (just under 2 * 2**e) may reach 2**(bits-1): saturate.
     q = torch.round(v64 / step).clamp_(-q_max, q_max).to(torch.int64)
     return q, block_step

@@ -209,3 +209,19 @@ def test_program_with_own_generator_is_reproducible():
     assert not torch.equal(engine.programmed(mat).positive, first)
     again = engine.program(mat, generator=torch.Generator().manual_seed(5)).positive
     assert torch.equal(again, first)
+
+
+def test_all_zero_int_block_adds_nothing_despite_variation():
+    """A block of zero weights reads some current (its LGS cells vary), but its scale is 0: the
+    inputs that meet only that block cannot change the result."""
+    engine = DPETensor(var=0.2, vnoise=0.0, seed=0, radc=None)
+    w_data = torch.randn(128, 8)
+    w_data[64:] = 0.0  # the second row-block of arrays holds only zeros
+    x_data = torch.randn(5, 128)
+    x, mat = sliced_pair(engine, x_data, w_data)
+    y = engine(x, mat)
+    x_other = x_data.clone()
+    x_other[:, 64:] = torch.randn(5, 64) * 10  # different inputs on the zero block only
+    x.slice_data_imp(engine, x_other, transpose=True)
+    assert torch.equal(engine(x, mat), y)
+    assert not torch.equal(y, torch.zeros_like(y))
