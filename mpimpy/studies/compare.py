@@ -93,38 +93,11 @@ class Product:
         return all_metrics(self.y, self.y_ideal)
 
     def log(self, *, seed: int | None, **kwargs) -> dict[str, float]:
-        """:func:`mpimpy.tracking.log_simulation` of this product (keywords passed on).
-
-        The logged plots switch matplotlib to its Agg backend, which would stop a notebook's
-        later figures from showing; the backend in use before is restored afterwards.
-        """
-        import matplotlib
-
-        backend = matplotlib.get_backend()
-        try:
-            return tracking.log_simulation(
-                self.engine, self.x, self.mat, self.y, self.y_ideal,
-                sim_time_s=self.sim_time_s, seed=seed, **kwargs,
-            )
-        finally:
-            if matplotlib.get_backend() != backend:
-                _restore_backend(backend)
-
-
-def _restore_backend(backend: str) -> None:
-    """Switch matplotlib back to ``backend``; in a Jupyter kernel whose backend was the inline
-    one, re-activate it with ``%matplotlib inline`` (switching alone leaves figures unshown)."""
-    import matplotlib.pyplot as plt
-
-    plt.switch_backend(backend)
-    if "inline" in backend:
-        try:
-            from IPython import get_ipython
-        except ImportError:  # pragma: no cover - IPython is there whenever inline is
-            return
-        shell = get_ipython()
-        if shell is not None:
-            shell.run_line_magic("matplotlib", "inline")
+        """:func:`mpimpy.tracking.log_simulation` of this product (keywords passed on)."""
+        return tracking.log_simulation(
+            self.engine, self.x, self.mat, self.y, self.y_ideal,
+            sim_time_s=self.sim_time_s, seed=seed, **kwargs,
+        )
 
 
 def simulate(x_data, w_data, *, x_slice=(1, 1, 2, 4), w_slice=(1, 1, 2, 4), bw_e=None,
