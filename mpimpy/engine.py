@@ -38,7 +38,7 @@ from .crossbar import read_currents, read_matrix, read_noise_matrix
 from .devices import ProgrammedArrays, check_widths, program
 from .peripherals import adc_step, convert, dac_full_scale, drive
 from .slicing import SlicedData, bit_slices, slice_weights
-from .tiling import check_block_alignment, tile_inputs, tile_scales
+from .tiling import check_block_alignment, tile_inputs
 
 _engine_ids = itertools.count()
 
@@ -119,7 +119,7 @@ class DPETensor:
         reproduce its conductances from a seed of its own passes one).
         """
         self._check_operand(mat, "mat")
-        q, _, _ = mat.role_matrix("weight")
+        q, _, _ = mat.role_matrix("weight", mat.paral_size.rows)
         diffpair = self.config.mapping == "diffpair"
         slices = bit_slices(q, mat.slice_method, signed_magnitude=diffpair)
         arrays = program(slices, mat.slice_method, self.config, mat.paral_size,
@@ -168,13 +168,13 @@ class DPETensor:
         if mat.data.dim() > 2:
             raise ValueError(f"mat must be 1-D or 2-D (the programmed weights), got shape "
                              f"{tuple(mat.data.shape)}")
-        qx, step_x, kblock_x = x.role_matrix("input")
-        _, step_w, kblock_w = mat.role_matrix("weight")
-        if qx.shape[1] != step_w.shape[0]:
-            raise ValueError(f"inner dimensions differ: x has K={qx.shape[1]} but mat has "
-                             f"K={step_w.shape[0]}")
         tile = mat.paral_size
-        k, n = step_w.shape
+        qx, scale_x, kblock_x = x.role_matrix("input", tile.rows)  # scales (M, Tk)
+        q_w, scale_w, kblock_w = mat.role_matrix("weight", tile.rows)  # scales (Tk, N)
+        if qx.shape[1] != q_w.shape[0]:
+            raise ValueError(f"inner dimensions differ: x has K={qx.shape[1]} but mat has "
+                             f"K={q_w.shape[0]}")
+        k, n = q_w.shape
         check_block_alignment(kblock_x, k, tile.rows, "x")
         check_block_alignment(kblock_w, k, tile.rows, "mat")
         out_dtype = x.data.dtype if x.data.is_floating_point() else torch.float64
@@ -213,8 +213,7 @@ class DPETensor:
             x_weight, w_weight = torch.ones(1, dtype=torch.float64), torch.ones(
                 1, dtype=torch.float64)
 
-        scale_x = tile_scales(step_x, tile.rows, axis=1).to(dtype)  # (M, Tk)
-        scale_w = tile_scales(step_w, tile.rows, axis=0).to(dtype)  # (Tk, N)
+        scale_x, scale_w = scale_x.to(dtype), scale_w.to(dtype)
         n_padded = matrix.shape[-1] // len(w_weight)
         scale_w = torch.nn.functional.pad(scale_w, (0, n_padded - n))
         y = self._read_convert_accumulate(codes, matrix, noise_matrix, x_weight, w_weight,

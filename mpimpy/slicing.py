@@ -280,29 +280,41 @@ class SlicedData:
             return data.view(1, -1) if self.transpose else data.view(-1, 1)
         return data.reshape(-1, data.shape[-1])
 
-    def role_matrix(self, role: str):
+    def role_matrix(self, role: str, rows: int):
         """The sliced operand as the engine uses it.
 
         Args:
             role: ``"input"`` for the left operand of ``x @ W`` (contraction along the data's
                 last axis) or ``"weight"`` for the right one (contraction along its first axis).
+            rows: the arrays' row count: K is read in row-blocks of this many elements.
 
         Returns:
-            ``(q, step, k_block)``: int64 integers and float64 per-element scales, both
-            ``(M, K)`` for an input or ``(K, N)`` for a weight, and the block length along K.
+            ``(q, tile_scale, k_block)``: the int64 integers, ``(M, K)`` for an input or
+            ``(K, N)`` for a weight; the float64 scale of each row-block, ``(M, Tk)`` or
+            ``(Tk, N)``, read at the row-block's first element (blocks must span whole
+            row-blocks, which the engine checks with ``k_block``); and the block length
+            along K.
         """
         self._require_sliced()
-        q, step = self.q, self.step()
+        q, block_step, block = self.q, self.block_step, list(self.block)
         # the matrix axis that holds the contraction dimension K
         if self.data.dim() == 1:
             k_axis = 1 if self.transpose else 0
         else:
             k_axis = 1 if role == "input" else 0
-        k_block = min(self.block[k_axis], q.shape[k_axis])
-        want_axis = 1 if role == "input" else 0
-        if k_axis != want_axis:
-            q, step = q.t(), step.t()
-        return q, step, k_block
+        if k_axis != (1 if role == "input" else 0):
+            q, block_step, block = q.t(), block_step.t(), block[::-1]
+        k_axis = 1 if role == "input" else 0
+        k = q.shape[k_axis]
+        block = [min(b, max(n, 1)) for b, n in zip(block, q.shape, strict=True)]
+        device = block_step.device
+        # block index of every row-block (along K) and of every element of the other axis
+        k_index = torch.arange(0, k, rows, device=device) // block[k_axis]
+        other_axis = 1 - k_axis
+        other_index = torch.arange(q.shape[other_axis], device=device) // block[other_axis]
+        tile_scale = block_step.index_select(k_axis, k_index).index_select(other_axis,
+                                                                           other_index)
+        return q, tile_scale, min(block[k_axis], k)
 
     def _require_sliced(self):
         if self.data is None:

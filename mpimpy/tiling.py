@@ -51,14 +51,3 @@ def arrays_to_columns(arrays: torch.Tensor) -> torch.Tensor:
     side (array-major), the layout in which one matrix product reads them all."""
     n, tk, tn, rows, cols = arrays.shape
     return arrays.permute(1, 3, 0, 2, 4).reshape(tk, rows, n * tn * cols)
-
-
-def tile_scales(step: torch.Tensor, rows: int, axis: int) -> torch.Tensor:
-    """Per-element scales -> one scale per array row-block.
-
-    ``step`` is (M, K) for inputs (``axis=1``) or (K, N) for weights (``axis=0``); blocks are
-    aligned with arrays along K (see :func:`check_block_alignment`), so the first element of
-    each row-block stands for all of it. Returns (M, Tk) or (Tk, N).
-    """
-    index = torch.arange(0, step.shape[axis], rows, device=step.device)
-    return step.index_select(axis, index)

@@ -25,10 +25,10 @@ def reference_product(engine, x, mat):
     cfg = engine.config
     arrays = engine.programmed(mat)
     rows, cols = arrays.tile.rows, arrays.tile.cols
-    qx, step_x, _ = x.role_matrix("input")
-    _, step_w, _ = mat.role_matrix("weight")
+    qx, scale_x, _ = x.role_matrix("input", rows)
+    q_w, scale_w, _ = mat.role_matrix("weight", rows)
     m, k = qx.shape
-    n = step_w.shape[1]
+    n = q_w.shape[1]
     x_slices = torch.stack([(torch.remainder(qx, 2**8) >> s) & (2**w - 1) for s, w in
                             zip([7, 6, 4, 0], WIDTHS, strict=True)]).double()
     x_weights, w_weights = slice_weights(WIDTHS), slice_weights(WIDTHS)
@@ -49,7 +49,7 @@ def reference_product(engine, x, mat):
                     value = signal / (cfg.vread * (cfg.HGS - cfg.LGS)) * (2 ** WIDTHS[j] - 1) \
                         * (2 ** WIDTHS[i] - 1)
                     value = value[:, : n1 - n0] * xw * w_weights[j]
-                    y[:, n0:n1] += value * step_x[:, k0:k0 + 1] * step_w[k0:k0 + 1, n0:n1]
+                    y[:, n0:n1] += value * scale_x[:, tk:tk + 1] * scale_w[tk:tk + 1, n0:n1]
     return y
 
 
