@@ -16,6 +16,15 @@ import numpy as np
 import torch
 
 MAPPINGS = ("offset", "diffpair")
+
+
+def resolve_device(device) -> torch.device:
+    """A torch device with its index filled in (``"cuda"`` is the current CUDA device), so
+    ``"cuda"`` and ``"cuda:0"`` compare equal; ``None`` is the CPU."""
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 ADC_RANGE_MODES = ("full", "calibrated")
 
 

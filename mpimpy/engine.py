@@ -33,7 +33,7 @@ import itertools
 
 import torch
 
-from .config import CrossbarConfig
+from .config import CrossbarConfig, resolve_device
 from .crossbar import read_currents, read_matrix, read_noise_matrix
 from .devices import ProgrammedArrays, check_widths, program
 from .peripherals import adc_step, convert, dac_full_scale, drive
@@ -73,15 +73,13 @@ class DPETensor:
             radc=radc, adc_range=adc_range, vread=vread, mapping=mapping,
             wire_resistance=wire_resistance,
         )
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = resolve_device(device)
         if isinstance(chunk_elements, bool) or not isinstance(chunk_elements, int) \
                 or chunk_elements < 1:
             raise ValueError(f"chunk_elements must be a positive integer, got {chunk_elements!r}")
         self.chunk_elements = chunk_elements
         if isinstance(seed, torch.Generator):
-            if seed.device != self.device and not (
-                seed.device.type == self.device.type == "cuda"
-            ):
+            if resolve_device(seed.device) != self.device:
                 raise ValueError(f"seed: the generator is on {seed.device}, the engine on "
                                  f"{self.device}")
             self.generator, self.seed = seed, seed.initial_seed()
@@ -310,8 +308,8 @@ class DPETensor:
             partial = torch.matmul(x_weight, currents.view(t, n_x, mc * n_a * n_cols))
             partial = torch.matmul(w_weight, partial.view(t * mc, n_a, n_cols)).view(t, mc, -1)
             # rescale each row-block by its block scales and add the row-blocks up
-            partial = partial * scale_x[ms, ts].t().unsqueeze(-1)
-            y[ms] += (partial * scale_w[ts].unsqueeze(1)).sum(0)
+            partial.mul_(scale_x[ms, ts].t().unsqueeze(-1)).mul_(scale_w[ts].unsqueeze(1))
+            y[ms] += partial[0] if t == 1 else partial.sum(0)
         return y
 
     def _check_operand(self, operand, name):
@@ -320,7 +318,7 @@ class DPETensor:
         if operand.data is None:
             raise ValueError(f"{name} has not been sliced: call {name}.slice_data_imp(engine, "
                              f"data) first")
-        if operand.data.device != self.device:
+        if resolve_device(operand.data.device) != self.device:
             raise ValueError(f"{name} is on {operand.data.device} but the engine runs on "
                              f"{self.device}; pass device= to both")
 

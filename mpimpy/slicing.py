@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .config import TileShape
+from .config import TileShape, resolve_device
 
 QUANT_GRAN_MODES = ("per-matrix", "per-row", "per-col")
 MAX_TOTAL_BITS = 53  # beyond this an integer is no longer exact in float64
@@ -222,7 +222,7 @@ class SlicedData:
         self.paral_size = TileShape.parse(paral_size)
         self.quant_gran = quant_gran
         block_shape(quant_gran, (1, 1), self.paral_size, False)  # validate now, not at slicing
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = resolve_device(device)
         self.input_en = input_en  # accepted for compatibility with the original API; unused
         self.data = None
         self._programmed = None  # (engine token, programmed arrays), set by the engine
@@ -254,7 +254,7 @@ class SlicedData:
                 the last axis. It does not transpose the data.
         """
         data = torch.as_tensor(data)
-        if data.device != self.device:
+        if resolve_device(data.device) != self.device:
             data = data.to(self.device)
         if not (data.is_floating_point() or data.dtype in (torch.int8, torch.int16, torch.int32,
                                                              torch.int64, torch.uint8, torch.bool)):

@@ -1,0 +1,90 @@
+"""Inference speed of a converted CNN against the plain products it costs at minimum.
+
+The small CNN of ``mpimpy.nn.models`` trained in software on the MNIST subset (cached; see
+``mpimpy.nn.pretrained``), converted with INT8 slicing [1, 1, 2, 4] on inputs and weights
+(``n_x = n_m = 4`` slices), g_level 16, var 0.05, an 8-bit calibrated ADC. Each slice pair costs
+at least one plain product, so the floor is ``n_x * n_m`` times the plain model's inference
+time; both are timed on the 1,000 test images in the same run (best of ``--repeats``,
+interleaved) and their ratio is printed, with the accuracies and where the simulated time goes
+(inside the engine's ``MapReduceDot`` or in the layers: unfolding, reshaping).
+
+Run: ``python benchmarks/bench_nn.py [--repeats 3] [--vnoise 0.0] [--threads 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--vnoise", type=float, default=0.0)
+    parser.add_argument("--var", type=float, default=0.05)
+    parser.add_argument("--adc-range", default="calibrated", dest="adc_range")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import torch
+
+    from mpimpy import DPETensor
+    from mpimpy import nn as mnn
+    from mpimpy.datasets import load_mnist
+
+    torch.set_num_threads(args.threads)
+    data = load_mnist()
+    model, info = mnn.pretrained("cnn", data, seed=args.seed)
+    slices = [1, 1, 2, 4]
+    engine = DPETensor(var=args.var, vnoise=args.vnoise, g_level=16, radc=2**8,
+                       adc_range=args.adc_range, seed=args.seed)
+    hw = mnn.convert(model, engine, xblk=slices, mblk=slices, seed=args.seed).eval()
+    x, y = data.x_test, data.y_test
+    floor = len(slices) * len(slices)
+
+    engine_time = [0.0]
+    call = type(engine).MapReduceDot
+
+    def timed(self, *a, **k):
+        start = time.perf_counter()
+        try:
+            return call(self, *a, **k)
+        finally:
+            engine_time[0] += time.perf_counter() - start
+
+    with torch.no_grad():
+        hw(x[:8])  # programs the weights once, as a real chip would
+        sim, plain, in_engine = [], [], []
+        for _ in range(args.repeats):
+            engine_time[0] = 0.0
+            type(engine).MapReduceDot = timed
+            try:
+                start = time.perf_counter()
+                out = hw(x)
+                sim.append(time.perf_counter() - start)
+            finally:
+                type(engine).MapReduceDot = call
+            in_engine.append(engine_time[0])
+            start = time.perf_counter()
+            for _ in range(floor):
+                ref = model(x)
+            plain.append(time.perf_counter() - start)
+    sim_s, plain_s = min(sim), min(plain) / floor
+    acc_sw = float((ref.argmax(1) == y).double().mean())
+    acc_hw = float((out.argmax(1) == y).double().mean())
+    best = sim.index(sim_s)
+    origin = "cached" if info["cached"] else "trained in {:.1f} s".format(info["train_s"])
+    print(f"model: SmallCNN trained {info['epochs']} epochs, seed {args.seed} ({origin})")
+    print(f"engine: {engine!r}")
+    print(f"accuracy: software {acc_sw:.4f}, simulated {acc_hw:.4f}")
+    print(f"plain model, 1000 images:            {plain_s * 1e3:9.1f} ms")
+    print(f"n_x * n_m = {floor} x plain:              {plain_s * floor * 1e3:9.1f} ms")
+    print(f"converted model, 1000 images:        {sim_s * 1e3:9.1f} ms "
+          f"(in MapReduceDot {in_engine[best] * 1e3:.1f} ms, "
+          f"{100 * in_engine[best] / sim_s:.0f} %)")
+    print(f"ratio converted / ({floor} x plain):     {sim_s / (plain_s * floor):9.2f}")
+
+
+if __name__ == "__main__":
+    main()

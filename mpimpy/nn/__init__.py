@@ -1,0 +1,48 @@
+"""Deep-learning layers on simulated memristor crossbars.
+
+::
+
+    from mpimpy import DPETensor
+    from mpimpy import nn as mnn
+
+    engine = DPETensor(var=0.05, radc=2**8, adc_range="calibrated", seed=0)
+    hw_model = mnn.convert(model, engine, xblk=[1, 1, 2, 4], mblk=[1, 1, 2, 4])
+    hw_model.eval()(images)                  # inference on the simulated hardware
+    mnn.layer_snr(hw_model, images)          # where the error comes from
+    model_again = mnn.to_digital(hw_model)   # plain torch layers with the same weights
+
+* :class:`MemLinear`, :class:`MemConv2d`: drop-in ``nn.Linear`` / ``nn.Conv2d`` whose products
+  run on the engine (weights programmed once, inputs sliced per pass, bias digital).
+* :func:`convert` / :func:`to_digital`: whole models, both ways; :func:`program` re-programs.
+* Training: train a converted model as usual for noise-aware training (straight-through
+  gradients, new variation each step); :mod:`mpimpy.nn.training` has the loops.
+"""
+
+from .analysis import layer_snr
+from .convert import CONVERTIBLE, convert, convertible_layers, mem_layers, program, to_digital
+from .layers import MEM_LAYERS, MemConv2d, MemLayerMixin, MemLinear, MemMatmul
+from .models import MLP, SmallCNN, build_model
+from .training import accuracy, confusion_matrix, predict, pretrained, train
+
+__all__ = [
+    "CONVERTIBLE",
+    "MEM_LAYERS",
+    "MLP",
+    "MemConv2d",
+    "MemLayerMixin",
+    "MemLinear",
+    "MemMatmul",
+    "SmallCNN",
+    "accuracy",
+    "build_model",
+    "confusion_matrix",
+    "convert",
+    "convertible_layers",
+    "layer_snr",
+    "mem_layers",
+    "predict",
+    "pretrained",
+    "program",
+    "to_digital",
+    "train",
+]
