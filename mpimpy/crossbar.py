@@ -370,7 +370,8 @@ def read_matrix(arrays: ProgrammedArrays, cfg: CrossbarConfig) -> torch.Tensor:
 
     Offset mapping: ``(G - LGS) / level_step``; the offset is removed by subtracting the current
     of a reference column of LGS cells. Differential pair: ``(G+ - G-) / level_step``.
-    Shape ``(Tk, rows, n_arrays * Np)``, ``Np = Tn * cols``.
+    Shape ``(Tk, rows, n_arrays * N)``: the padding columns of the last column of arrays are
+    left out (they are still part of each circuit).
 
     With wire resistance every array is solved as a circuit (:func:`transfer_matrix`): the
     reference column is one more bit line at the far end of each array's word lines, so it
@@ -386,7 +387,7 @@ def read_matrix(arrays: ProgrammedArrays, cfg: CrossbarConfig) -> torch.Tensor:
         reference = torch.full_like(arrays.positive[..., :1], cfg.LGS)
         currents = transfer_matrix(torch.cat([arrays.positive, reference], dim=-1), r)
         transfer = currents[..., :-1] - currents[..., -1:]
-    return arrays_to_columns(transfer / cfg.level_step)
+    return arrays_to_columns(transfer / cfg.level_step, arrays.shape[1])
 
 
 def read_noise_matrix(arrays: ProgrammedArrays, cfg: CrossbarConfig) -> torch.Tensor:
@@ -398,7 +399,7 @@ def read_noise_matrix(arrays: ProgrammedArrays, cfg: CrossbarConfig) -> torch.Te
     squared = (arrays.positive / cfg.level_step) ** 2
     if arrays.negative is not None:
         squared = squared + (arrays.negative / cfg.level_step) ** 2
-    return arrays_to_columns(squared)
+    return arrays_to_columns(squared, arrays.shape[1])
 
 
 def read_currents(codes, matrix, noise_matrix, read_noise, generator):

@@ -14,13 +14,13 @@ Follow one product through :meth:`DPETensor.MapReduceDot`:
    row-blocks are summed with their block scales.
 
 Shapes at each stage (``n_x``/``n_a`` input slices / weight arrays, ``Tk`` row-blocks,
-``rows`` word lines per array, ``Np`` padded output columns)::
+``rows`` word lines per array, ``N`` output columns)::
 
     input integers (M, K) -> slices (n_x, M, K) -> DAC codes (Tk, n_x, M, rows)
     weight integers (K, N) -> slices (n_w, K, N) -> conductances (n_a, Tk, Tn, rows, cols)
-        -> read matrix (Tk, n_a, rows, Np)
-    currents per chunk (Tk', n_x, n_a, M', N') -> ADC codes -> shift-add (Tk', M', N')
-        -> rescale and sum over row-blocks (M', N') -> y (M, N)
+        -> read matrix (Tk, rows, n_a * N)
+    currents per chunk (Tk', n_x, M', n_a, N) -> ADC codes -> shift-add (Tk', M', N)
+        -> rescale and sum over row-blocks (M', N) -> y (M, N)
 
 All analog quantities are kept in *code units*: currents are in units of
 ``vread / dac_full_scale * (HGS - LGS) / (g_level - 1)`` amperes, so a noise-free product of
@@ -212,10 +212,8 @@ class DPETensor:
                 1, dtype=torch.float64)
 
         scale_x, scale_w = scale_x.to(dtype), scale_w.to(dtype)
-        n_padded = matrix.shape[-1] // len(w_weight)
-        scale_w = torch.nn.functional.pad(scale_w, (0, n_padded - n))
         y = self._read_convert_accumulate(codes, matrix, noise_matrix, x_weight, w_weight,
-                                          full_scale, scale_x, scale_w)[:, :n]
+                                          full_scale, scale_x, scale_w)
 
         out_shape = x.data.shape[:-1] + ((n,) if mat.data.dim() == 2 else ())
         if x.data.dim() == 1 and not x.transpose:
@@ -237,14 +235,14 @@ class DPETensor:
 
         Args:
             codes: DAC codes ``(Tk, n_x, M, rows)``.
-            matrix, noise_matrix: read matrices ``(Tk, rows, n_a * Np)``.
+            matrix, noise_matrix: read matrices ``(Tk, rows, n_a * N)``.
             x_weight, w_weight: shift-add weights per input slice ``(n_x,)`` and per array
                 ``(n_a,)``, per code unit, float64.
             full_scale: the ADC's worst-case current per input slice ``(n_x,)``, code units.
-            scale_x, scale_w: block scales per row-block ``(M, Tk)`` and ``(Tk, Np)``.
+            scale_x, scale_w: block scales per row-block ``(M, Tk)`` and ``(Tk, N)``.
 
         Returns:
-            ``(M, Np)`` in the codes' dtype.
+            ``(M, N)`` in the codes' dtype.
         """
         cfg = self.config
         tk, n_x, m, rows = codes.shape
@@ -295,7 +293,7 @@ class DPETensor:
         y = torch.zeros(m, n_cols, dtype=codes.dtype, device=self.device)
         for chunk in chunks:
             ms, ts = chunk
-            currents = first if first is not None else read(chunk)  # (Tk', n_x, M', n_a, Np)
+            currents = first if first is not None else read(chunk)  # (Tk', n_x, M', n_a, N)
             first = None
             t, _, mc, _, _ = currents.shape
             if cfg.radc is not None:

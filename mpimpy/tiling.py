@@ -46,8 +46,10 @@ def tile_weights(values: torch.Tensor, tile: TileShape) -> torch.Tensor:
     return padded.view(n, tk, tile.rows, tn, tile.cols).permute(0, 1, 3, 2, 4).contiguous()
 
 
-def arrays_to_columns(arrays: torch.Tensor) -> torch.Tensor:
-    """(n, Tk, Tn, rows, cols) -> (Tk, rows, n * Tn * cols): all arrays of one row-block side by
-    side (array-major), the layout in which one matrix product reads them all."""
-    n, tk, tn, rows, cols = arrays.shape
-    return arrays.permute(1, 3, 0, 2, 4).reshape(tk, rows, n * tn * cols)
+def arrays_to_columns(arrays: torch.Tensor, n: int) -> torch.Tensor:
+    """(n_arrays, Tk, Tn, rows, cols) -> (Tk, rows, n_arrays * n): the arrays of one row-block
+    side by side (array-major), the layout in which one matrix product reads them all. Only the
+    first ``n`` columns are kept: the padding columns' outputs are never used."""
+    n_arrays, tk, tn, rows, cols = arrays.shape
+    columns = arrays.permute(1, 3, 0, 2, 4).reshape(tk, rows, n_arrays, tn * cols)
+    return columns[..., :n].reshape(tk, rows, n_arrays * n)
