@@ -286,22 +286,6 @@ def test_pagerank_on_crossbars_agrees_less_as_variation_grows():
 # Logging helpers
 
 
-@pytest.fixture(scope="module")
-def store_uri(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("apps-store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    tracking.get_client(uri).search_experiments()
-    return uri
-
-
-@pytest.fixture
-def store(store_uri, monkeypatch, tmp_path):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
-    monkeypatch.setenv("MPIMPY_STORE", str(tmp_path / "unused-store"))
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    return tracking.get_client(store_uri)
-
-
 def test_log_history_and_log_answer(store, tmp_path):
     import matplotlib.pyplot as plt
 

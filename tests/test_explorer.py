@@ -13,14 +13,6 @@ def re_of(explorer):
     return float(re.search(r"RE = ([0-9.e+-]+)", explorer.status.value).group(1))
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    return uri
-
-
 def test_simulate_reports_metrics_and_a_conductance_map():
     result = simulate(SMALL)
     assert result.y_sim.shape == (32, 24) and result.conductance.shape == (32, 32)
@@ -55,17 +47,14 @@ def test_bad_input_shows_an_error_and_keeps_the_last_result():
 
 
 def test_log_button_records_a_run(store):
-    import mlflow
-
     explorer = Explorer(SMALL, debounce_s=0, experiment="explorer-test")
     explorer.controls["mapping"].value = "diffpair"
     explorer.log_button.click()
-    run = mlflow.MlflowClient(store).get_run(explorer.logged_run_id)
+    run = store.get_run(explorer.logged_run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["mapping"] == "diffpair"
     assert abs(run.data.metrics["RE"] - explorer.result.metrics["RE"]) < 1e-12
-    artifacts = {a.path for a in mlflow.MlflowClient(store).list_artifacts(run.info.run_id,
-                                                                           "plots")}
+    artifacts = {a.path for a in store.list_artifacts(run.info.run_id, "plots")}
     assert "plots/explorer.png" in artifacts
 
 

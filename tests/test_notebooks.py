@@ -30,13 +30,7 @@ COMPARE_NOTEBOOKS = ["compare_quickstart", "compare_int_slicing", "compare_fp_fo
                      "compare_variation"]
 
 
-@pytest.fixture(scope="module")
-def store_uri(tmp_path_factory):
-    """One SQLite store for the module, its tables created once."""
-    folder = tmp_path_factory.mktemp("nbstore")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    tracking.get_client(uri).search_experiments()
-    return uri
+
 
 
 @pytest.fixture

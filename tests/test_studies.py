@@ -28,23 +28,6 @@ SIMPLE = str(DATA / "simple.ipynb")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def store_uri(tmp_path_factory):
-    """One SQLite store for the module, its tables created once."""
-    folder = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    tracking.get_client(uri).search_experiments()
-    return uri
-
-
-@pytest.fixture
-def store(store_uri, monkeypatch, tmp_path):
-    """The test store in force (never the project's mlruns/), and a client on it."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
-    monkeypatch.setenv("MPIMPY_STORE", str(tmp_path / "unused-store"))
-    return tracking.get_client(store_uri)
-
-
 def write_study(folder: Path, name: str = "s", **content) -> Path:
     data = {"name": name, "notebook": SIMPLE, **content}
     path = folder / f"{name}.yaml"
