@@ -406,14 +406,14 @@ def read_currents(codes, matrix, noise_matrix, read_noise, generator):
     """Column currents of every (input slice, array) pair, in code units.
 
     Args:
-        codes: DAC codes ``(Tk, n_x * M, rows)``, slice-major.
-        matrix: read matrix ``(Tk, rows, n_arrays * Np)``, array-major.
+        codes: DAC codes ``(Tk, M * n_x, rows)``, vector-major.
+        matrix: read matrix ``(Tk, rows, n_arrays * N)``, array-major.
         noise_matrix: matching read-noise matrix, or ``None``.
         read_noise: relative standard deviation of every cell's conductance on every read.
         generator: random source of the read noise.
 
     Returns:
-        ``(Tk, n_x * M, n_arrays * Np)``, i.e. ``(Tk, n_x, M, n_arrays, Np)`` flattened. With
+        ``(Tk, M * n_x, n_arrays * N)``, i.e. ``(Tk, M, n_x, n_arrays, N)`` flattened. With
         read noise each cell's conductance on each read is ``G * (1 + read_noise * N(0, 1))``,
         independently per cell and input vector; the sum of those Gaussian terms is drawn exactly
         as one Gaussian per output, with variance ``read_noise**2 * sum_k V_k**2 G_k**2``, so

@@ -76,7 +76,7 @@ def program(slices: torch.Tensor, widths, cfg: CrossbarConfig, tile: TileShape,
     """Write weight slices into arrays.
 
     Args:
-        slices: int64 ``(n_slices, K, N)``: two's complement slices (offset mapping) or
+        slices: integers ``(n_slices, K, N)``: two's complement slices (offset mapping) or
             signed-magnitude slices (differential pair) of the weight matrix.
         widths: the slice widths.
         cfg: hardware settings.

@@ -16,7 +16,7 @@ Follow one product through :meth:`DPETensor.MapReduceDot`:
 Shapes at each stage (``n_x``/``n_a`` input slices / weight arrays, ``Tk`` row-blocks,
 ``rows`` word lines per array, ``N`` output columns)::
 
-    input integers (M, K) -> slices (n_x, M, K) -> DAC codes (Tk, n_x, M, rows)
+    input integers (M, K) -> slices (n_x, M, K) -> DAC codes (Tk, M, n_x, rows)
     weight integers (K, N) -> slices (n_w, K, N) -> conductances (n_a, Tk, Tn, rows, cols)
         -> read matrix (Tk, rows, n_a * N)
     currents per chunk (Tk', n_x, M', n_a, N) -> ADC codes -> shift-add (Tk', M', N)
@@ -184,7 +184,7 @@ class DPETensor:
         # stage 4: drive the inputs through the DACs
         codes = drive(bit_slices(qx, x.slice_method), x.slice_method, cfg.rdac, cfg.vnoise,
                       self.generator, dtype)
-        codes = tile_inputs(codes, tile)  # (Tk, n_x, M, rows)
+        codes = tile_inputs(codes, tile)  # (Tk, M, n_x, rows)
 
         # Shift-add weight of each input slice and of each weight array, per code unit: the
         # slice's power of two (negative for a two's complement sign slice) times the value of
@@ -204,16 +204,15 @@ class DPETensor:
         if cfg.radc is None and cfg.read_noise == 0:
             # The read is linear, so the shift-add commutes with it: add the slices up first and
             # read each array once instead of once per slice pair.
-            codes = (codes * x_weight.to(codes).view(1, -1, 1, 1)).sum(1, keepdim=True)
+            codes = (codes * x_weight.to(codes).view(1, 1, -1, 1)).sum(2, keepdim=True)
             tk, rows, _ = matrix.shape
             matrix = (matrix.view(tk, rows, len(w_weight), -1)
                       * w_weight.to(matrix).view(1, 1, -1, 1)).sum(2)
             x_weight, w_weight = torch.ones(1, dtype=torch.float64), torch.ones(
                 1, dtype=torch.float64)
 
-        scale_x, scale_w = scale_x.to(dtype), scale_w.to(dtype)
         y = self._read_convert_accumulate(codes, matrix, noise_matrix, x_weight, w_weight,
-                                          full_scale, scale_x, scale_w)
+                                          full_scale, scale_x.to(dtype), scale_w.to(dtype))
 
         out_shape = x.data.shape[:-1] + ((n,) if mat.data.dim() == 2 else ())
         if x.data.dim() == 1 and not x.transpose:
@@ -234,7 +233,7 @@ class DPETensor:
         """Stages 5-7 over chunks of input vectors and row-blocks.
 
         Args:
-            codes: DAC codes ``(Tk, n_x, M, rows)``.
+            codes: DAC codes ``(Tk, M, n_x, rows)``.
             matrix, noise_matrix: read matrices ``(Tk, rows, n_a * N)``.
             x_weight, w_weight: shift-add weights per input slice ``(n_x,)`` and per array
                 ``(n_a,)``, per code unit, float64.
@@ -245,29 +244,31 @@ class DPETensor:
             ``(M, N)`` in the codes' dtype.
         """
         cfg = self.config
-        tk, n_x, m, rows = codes.shape
+        tk, m, n_x, rows = codes.shape
         n_a = len(w_weight)
         n_cols = matrix.shape[-1] // n_a
         chunks = self._chunks(tk, m, n_x * n_a * n_cols)
         bipolar = cfg.mapping == "diffpair"
         calibrated = cfg.radc is not None and cfg.adc_range == "calibrated"
+        # one shift-add weight per (input slice, array) pair, per code unit of current
+        pair_weight = (x_weight.view(-1, 1) * w_weight.view(1, -1)).flatten()
 
         if cfg.radc is not None and not calibrated:
             # A fixed ADC range: scale the codes so currents come out in ADC levels.
             fraction = 1.0 if cfg.adc_range == "full" else cfg.adc_range
             step = adc_step(full_scale * fraction, cfg.radc, bipolar)
-            codes = codes / step.to(codes).view(1, -1, 1, 1)
-            x_weight = x_weight * step
+            codes = codes / step.to(codes).view(1, 1, -1, 1)
+            pair_weight = pair_weight * step.repeat_interleave(n_a)
 
         def read(chunk):
             ms, ts = chunk
-            block = codes[ts, :, ms]
-            t, _, mc, _ = block.shape
+            block = codes[ts, ms]
+            t, mc, _, _ = block.shape
             currents = read_currents(
-                block.reshape(t, n_x * mc, rows), matrix[ts],
+                block.reshape(t, mc * n_x, rows), matrix[ts],
                 None if noise_matrix is None else noise_matrix[ts], cfg.read_noise,
                 self.generator)
-            return currents.view(t, n_x, mc, n_a, n_cols)
+            return currents.view(t, mc, n_x, n_a, n_cols)
 
         first = None
         if calibrated:
@@ -275,7 +276,7 @@ class DPETensor:
             # several chunks that takes a first pass; the generator is rewound afterwards so
             # the second pass draws the same read noise.
             def peak(currents):
-                dims = (0, 2, 4)
+                dims = (0, 1, 4)
                 return torch.maximum(currents.amax(dims), -currents.amin(dims)).double().cpu()
 
             if len(chunks) == 1:
@@ -285,26 +286,24 @@ class DPETensor:
                 state = self.generator.get_state()
                 full_pair = torch.stack([peak(read(chunk)) for chunk in chunks]).amax(0)
                 self.generator.set_state(state)
-            pair_step = adc_step(full_pair, cfg.radc, bipolar).to(codes)
-            pair_step = pair_step.view(1, n_x, 1, n_a, 1)
+            pair_step = adc_step(full_pair, cfg.radc, bipolar)  # (n_x, n_a)
+            pair_weight = pair_weight * pair_step.flatten()
+            pair_step = pair_step.to(codes).view(1, 1, n_x, n_a, 1)
 
-        x_weight = x_weight.to(codes)
-        w_weight = w_weight.to(codes)
+        pair_weight = pair_weight.to(codes)
         y = torch.zeros(m, n_cols, dtype=codes.dtype, device=self.device)
         for chunk in chunks:
             ms, ts = chunk
-            currents = first if first is not None else read(chunk)  # (Tk', n_x, M', n_a, N)
+            currents = first if first is not None else read(chunk)  # (Tk', M', n_x, n_a, N)
             first = None
-            t, _, mc, _, _ = currents.shape
+            t, mc = currents.shape[:2]
             if cfg.radc is not None:
                 if calibrated:
                     currents.div_(pair_step)
                 convert(currents, cfg.radc, bipolar)
-                if calibrated:
-                    currents.mul_(pair_step)
-            # shift-add: weighted sums over input slices, then over weight arrays
-            partial = torch.matmul(x_weight, currents.view(t, n_x, mc * n_a * n_cols))
-            partial = torch.matmul(w_weight, partial.view(t * mc, n_a, n_cols)).view(t, mc, -1)
+            # shift-add: one weighted sum over the slice pairs of every output
+            partial = torch.matmul(pair_weight, currents.view(t * mc, n_x * n_a, n_cols))
+            partial = partial.view(t, mc, n_cols)
             # rescale each row-block by its block scales and add the row-blocks up
             partial.mul_(scale_x[ms, ts].t().unsqueeze(-1)).mul_(scale_w[ts].unsqueeze(1))
             y[ms] += partial[0] if t == 1 else partial.sum(0)

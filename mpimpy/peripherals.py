@@ -20,7 +20,7 @@ def drive(slices: torch.Tensor, widths, rdac: int | None, vnoise: float,
     """Input slices -> DAC codes, with relative voltage noise.
 
     Args:
-        slices: int64 ``(n_slices, ...)`` two's complement input slices, slice i in
+        slices: integer ``(n_slices, ...)`` two's complement input slices, slice i in
             ``[0, 2**widths[i] - 1]``.
         widths: the slice widths.
         rdac: DAC levels, or ``None`` for an ideal DAC (code = slice value).
@@ -39,7 +39,7 @@ def drive(slices: torch.Tensor, widths, rdac: int | None, vnoise: float,
         codes = torch.round(codes * ((rdac - 1) / slice_max))
     if vnoise > 0:
         noise = torch.randn(codes.shape, generator=generator, device=codes.device, dtype=dtype)
-        codes = codes * (1 + vnoise * noise)
+        codes = codes * noise.mul_(vnoise).add_(1)
     return codes
 
 

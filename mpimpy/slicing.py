@@ -102,19 +102,26 @@ def block_shape(quant_gran, shape: tuple[int, int], tile: TileShape, transpose: 
     return (block[1], block[0]) if transpose else block
 
 
-def _block_max(values: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
-    """Max |value| of each block of a 2-D tensor: shape (ceil(R / br), ceil(C / bc))."""
+def _blocks(values: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
+    """A 2-D tensor as a (ceil(R / br), br, ceil(C / bc), bc) view of its blocks (zero-padded;
+    a copy only when padding is needed)."""
     rows, cols = values.shape
     br, bc = min(block[0], max(rows, 1)), min(block[1], max(cols, 1))
     nbr, nbc = -(-rows // br), -(-cols // bc)
-    padded = torch.nn.functional.pad(values.abs(), (0, nbc * bc - cols, 0, nbr * br - rows))
-    return padded.view(nbr, br, nbc, bc).amax(dim=(1, 3))
+    if (nbr * br, nbc * bc) != (rows, cols):
+        values = torch.nn.functional.pad(values, (0, nbc * bc - cols, 0, nbr * br - rows))
+    return values.reshape(nbr, br, nbc, bc)
 
 
 def _expand_blocks(per_block: torch.Tensor, block: tuple[int, int], shape) -> torch.Tensor:
     rows, cols = shape
     br, bc = min(block[0], max(rows, 1)), min(block[1], max(cols, 1))
     return per_block.repeat_interleave(br, 0)[:rows].repeat_interleave(bc, 1)[:, :cols]
+
+
+def integer_dtype(bits: int) -> torch.dtype:
+    """The integer dtype that holds ``bits``-bit two's complement with room to spare."""
+    return torch.int32 if bits <= 30 else torch.int64
 
 
 def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int, int]):
@@ -127,13 +134,17 @@ def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int
         block: (rows, cols) of one quantization block.
 
     Returns:
-        ``(q, block_step)``: ``q`` an int64 tensor (R, C) with ``|q| <= 2**(bits-1) - 1`` and
-        ``block_step`` a float64 tensor (ceil(R/rows), ceil(C/cols)), so that the quantized value
-        of element (r, c) is ``q[r, c] * block_step[r // rows, c // cols]``.
+        ``(q, block_step)``: ``q`` an integer tensor (R, C) (:func:`integer_dtype`) with
+        ``|q| <= 2**(bits-1) - 1`` and ``block_step`` a float64 tensor
+        (ceil(R/rows), ceil(C/cols)), so that the quantized value of element (r, c) is
+        ``q[r, c] * block_step[r // rows, c // cols]``.
     """
     q_max = 2 ** (bits - 1) - 1
-    v64 = values.to(torch.float64)
-    peak = _block_max(v64, block)
+    # float32 data is exact in float32 while q fits its 24-bit mantissa; otherwise float64
+    work = torch.float32 if values.dtype in (torch.float32, torch.float16, torch.bfloat16) \
+        and bits <= 24 else torch.float64
+    blocks = _blocks(values.to(work), block)
+    peak = blocks.abs().amax(dim=(1, 3)).double()
     if bw_e is None:
         # an all-zero block gets scale 0: whatever its cells read, it adds nothing
         block_step = peak / max(q_max, 1)
@@ -147,32 +158,38 @@ def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int
             )
         exponent = exponent.clamp(min=e_min)
         block_step = torch.exp2(exponent - (bits - 2))
-    step = _expand_blocks(block_step, block, values.shape)
-    step = torch.where(step > 0, step, torch.ones_like(step))  # zero blocks: q = 0 / 1 = 0
+    # zero blocks divide by 1 (q = 0); steps are powers of two (FP) or max / q_max (INT)
+    divisor = torch.where(block_step > 0, block_step, torch.ones_like(block_step))
+    if work == torch.float32 and not bool(
+        (divisor >= torch.finfo(torch.float32).tiny).all()
+        & (divisor <= torch.finfo(torch.float32).max).all()
+    ):  # an FP step beyond float32's range (tiny block exponents)
+        blocks = blocks.double()
+    scaled = blocks / divisor.to(blocks.dtype)[:, None, :, None]
     # Rounding the block's largest mantissa (just under 2 * 2**e) may reach 2**(bits-1): saturate.
-    q = torch.round(v64 / step).clamp_(-q_max, q_max).to(torch.int64)
-    return q, block_step
+    q = scaled.round_().clamp_(-q_max, q_max).reshape(scaled.shape[0] * scaled.shape[1], -1)
+    return q[: values.shape[0], : values.shape[1]].to(integer_dtype(bits)), block_step
 
 
 def bit_slices(q: torch.Tensor, widths: Sequence[int], signed_magnitude: bool = False):
     """Cut integers into bit slices, most significant first.
 
     Args:
-        q: int64 tensor of any shape with ``|q| <= 2**(bits-1) - 1``, ``bits = sum(widths)``.
+        q: integer tensor of any shape with ``|q| <= 2**(bits-1) - 1``, ``bits = sum(widths)``.
         widths: slice widths, the first being the 1-bit sign slice.
         signed_magnitude: cut ``|q|`` and give each slice the sign of ``q`` (differential pair;
             the sign slice is then all zero) instead of cutting the two's complement.
 
     Returns:
-        int64 tensor ``(len(widths), *q.shape)``. Two's complement slices lie in
+        tensor ``(len(widths), *q.shape)`` of ``q``'s dtype. Two's complement slices lie in
         ``[0, 2**w - 1]``; signed-magnitude slices in ``[-(2**w - 1), 2**w - 1]``.
         ``sum(slices[i] * slice_weights(widths, signed_magnitude)[i]) == q``.
     """
     bits = sum(widths)
     shifts = torch.tensor(
-        [bits - sum(widths[: i + 1]) for i in range(len(widths))], device=q.device
+        [bits - sum(widths[: i + 1]) for i in range(len(widths))], device=q.device, dtype=q.dtype
     )
-    masks = torch.tensor([2**w - 1 for w in widths], device=q.device)
+    masks = torch.tensor([2**w - 1 for w in widths], device=q.device, dtype=q.dtype)
     view = (-1,) + (1,) * q.dim()
     if signed_magnitude:
         slices = (q.abs().unsqueeze(0) >> shifts.view(view)) & masks.view(view)
@@ -289,7 +306,7 @@ class SlicedData:
             rows: the arrays' row count: K is read in row-blocks of this many elements.
 
         Returns:
-            ``(q, tile_scale, k_block)``: the int64 integers, ``(M, K)`` for an input or
+            ``(q, tile_scale, k_block)``: the integers, ``(M, K)`` for an input or
             ``(K, N)`` for a weight; the float64 scale of each row-block, ``(M, Tk)`` or
             ``(Tk, N)``, read at the row-block's first element (blocks must span whole
             row-blocks, which the engine checks with ``k_block``); and the block length
@@ -333,7 +350,7 @@ class SlicedData:
 
     @property
     def sliced_data(self) -> torch.Tensor:
-        """Two's complement bit slices, int64 ``(n_slices, *data.shape)``."""
+        """Two's complement bit slices, integers ``(n_slices, *data.shape)``."""
         self._require_sliced()
         return bit_slices(self.q, self.slice_method).reshape(-1, *self.data.shape)
 

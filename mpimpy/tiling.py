@@ -31,11 +31,12 @@ def check_block_alignment(k_block: int, k: int, rows: int, name: str) -> None:
 
 
 def tile_inputs(values: torch.Tensor, tile: TileShape) -> torch.Tensor:
-    """(n_slices, M, K) -> (Tk, n_slices, M, rows): one block of word-line inputs per array row."""
+    """(n_slices, M, K) -> (Tk, M, n_slices, rows): per array row-block, every input vector's
+    slices side by side, so one product reads all slices of a chunk of vectors."""
     n, m, k = values.shape
     tk = n_tiles(k, tile.rows)
     padded = F.pad(values, (0, tk * tile.rows - k))
-    return padded.view(n, m, tk, tile.rows).permute(2, 0, 1, 3).contiguous()
+    return padded.view(n, m, tk, tile.rows).permute(2, 1, 0, 3).contiguous()
 
 
 def tile_weights(values: torch.Tensor, tile: TileShape) -> torch.Tensor:

@@ -110,3 +110,14 @@ def test_fp_exponent_range_of_bw_e():
     with pytest.raises(ValueError, match="exponent range"):
         SlicedData([1, 11], bw_e=bw_e).slice_data_imp(ENGINE, torch.tensor([[top * 2]]))
     assert math.isfinite(top)
+
+
+def test_float32_data_with_steps_below_float32_range():
+    """A tiny FP block exponent gives a step float32 cannot hold; quantization stays exact."""
+    data = torch.tensor([[3.0e-38, -1.5e-38, 0.0, 2.0e-39]], dtype=torch.float32)
+    x = SlicedData([1, 1, 2, 4], bw_e=8, quant_gran="per-matrix")
+    x.slice_data_imp(ENGINE, data)
+    assert float(x.block_step) == 2.0 ** (-126 - 6)  # exponent of 3e-38 is -126
+    assert torch.isfinite(x.quantized_data).all()
+    err = (x.quantized_data - data.double()).abs()
+    assert torch.all(err <= 0.5 * x.step())
