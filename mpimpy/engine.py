@@ -185,6 +185,12 @@ class DPETensor:
         codes = drive(bit_slices(qx, x.slice_method), x.slice_method, cfg.rdac, cfg.vnoise,
                       self.generator, dtype)
         codes = tile_inputs(codes, tile)  # (Tk, M, n_x, rows)
+        if k < tile.rows:
+            # One row-block, partly filled: the word lines past K carry no input, so they need
+            # not be multiplied (the ADC's full scale below still counts every row).
+            codes = codes[..., :k].contiguous()
+            matrix, noise_matrix = (None if m is None else m[:, :k] for m in
+                                    (matrix, noise_matrix))
 
         # Shift-add weight of each input slice and of each weight array, per code unit: the
         # slice's power of two (negative for a two's complement sign slice) times the value of
