@@ -30,19 +30,6 @@ COMPARE_NOTEBOOKS = ["compare_quickstart", "compare_int_slicing", "compare_fp_fo
                      "compare_variation"]
 
 
-
-
-
-@pytest.fixture
-def store(store_uri, monkeypatch, tmp_path):
-    """The test store in force (never the project's mlruns/), and a client on it."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
-    monkeypatch.setenv("MPIMPY_STORE", str(tmp_path / "unused-store"))
-    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", tracking.ENV_RUN_MANAGED):
-        monkeypatch.delenv(name, raising=False)
-    return tracking.get_client(store_uri)
-
-
 def execute(name: str, parameters: dict, tmp_path: Path, store_uri: str,
             experiment: str | None = None) -> nbformat.NotebookNode:
     """Run notebooks/<name>.ipynb with papermill in a kernel of this Python, as the runner
