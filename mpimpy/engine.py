@@ -132,17 +132,15 @@ class DPETensor:
         return mat._programmed[1]
 
     def _read_matrices(self, mat: SlicedData, dtype):
-        """Read matrix and read-noise matrix of ``mat``'s arrays in ``dtype``, computed once in
-        float64 (with wires that means solving every array's circuit) and cached until the
-        weights are programmed again."""
+        """Read matrix and read-noise matrix of ``mat``'s arrays in ``dtype``, cached until the
+        weights are programmed again (with wires, computing them solves every array's
+        circuit, in ``dtype``)."""
         arrays = self.programmed(mat)
         cache = mat._programmed[2]
-        if torch.float64 not in cache:
-            noise = read_noise_matrix(arrays, self.config) if self.config.read_noise > 0 else None
-            cache[torch.float64] = (read_matrix(arrays, self.config), noise)
         if dtype not in cache:
-            cache[dtype] = tuple(None if m is None else m.to(dtype)
-                                 for m in cache[torch.float64])
+            noise = read_noise_matrix(arrays, self.config) if self.config.read_noise > 0 else None
+            cache[dtype] = (read_matrix(arrays, self.config, dtype),
+                            None if noise is None else noise.to(dtype))
         return cache[dtype]
 
     # -- the whole pipeline -------------------------------------------------------------------

@@ -377,3 +377,15 @@ def test_bad_shapes():
         transfer_matrix(np.ones((0, 3)), 2.93)
     with pytest.raises(TypeError, match="G"):
         transfer_matrix(torch.ones(3, 3, dtype=torch.complex128), 2.93)
+
+
+@pytest.mark.parametrize("high, r, size", [(1e-5, 2.93, 64), (1e-3, 2.93, 128), (1e-5, 1e4, 32)])
+def test_float32_elimination_is_close_to_float64(high, r, size):
+    gen = torch.Generator().manual_seed(4)
+    G = 1e-7 + torch.rand(3, size, size + 1, generator=gen, dtype=torch.float64) * high
+    exact = transfer_matrix(G, r)
+    fast = transfer_matrix(G, r, compute_dtype=torch.float32)
+    assert fast.dtype == torch.float64
+    assert float((fast - exact).abs().max()) <= 1e-4 * float(exact.abs().max())
+    with pytest.raises(ValueError, match="compute_dtype"):
+        transfer_matrix(G, r, compute_dtype=torch.float16)

@@ -97,3 +97,20 @@ def test_wire_resistance_programmed_once_and_reproducible():
 def test_bad_wire_resistance(bad):
     with pytest.raises(ValueError, match="wire_resistance"):
         DPETensor(wire_resistance=bad)
+
+
+@pytest.mark.parametrize("mapping", ["offset", "diffpair"])
+def test_float32_products_solve_circuits_in_float32_closely(mapping):
+    """float32 data: the circuits are solved in float32, within 1e-4 of the float64 result."""
+    results = {}
+    for dtype in (torch.float32, torch.float64):
+        engine = DPETensor(var=0.05, vnoise=0, rdac=None, radc=None, HGS=1e-4,
+                           wire_resistance=2.93, mapping=mapping, seed=2)
+        gen = torch.Generator().manual_seed(0)
+        x_data = torch.randn(6, 100, generator=gen).to(dtype)
+        w_data = torch.randn(100, 40, generator=gen).to(dtype)
+        x = SlicedData(WIDTHS).slice_data_imp(engine, x_data, transpose=True)
+        mat = SlicedData(WIDTHS).slice_data_imp(engine, w_data)
+        results[dtype] = engine(x, mat).double()
+    scale = float(results[torch.float64].abs().max())
+    assert float((results[torch.float32] - results[torch.float64]).abs().max()) <= 1e-4 * scale
