@@ -61,12 +61,15 @@ class DPETensor:
         device: where the simulation runs; default CPU. Operands must live there.
         chunk_elements: how many currents one chunk of work may hold (memory stays bounded by
             about ``4 * chunk_elements`` bytes for float32 beyond the operands).
+        calibration_elements: with ``adc_range="calibrated"``, products with at most this many
+            currents keep them between calibrating and converting (at most 512 MB in float32
+            by default); larger ones read every array twice instead.
     """
 
     def __init__(self, HGS=1e-5, LGS=1e-7, g_level=16, var=0.05, vnoise=0.05,
                  wire_resistance=0.0, rdac=2**4, radc=2**8, vread=0.1, stuck_fault_ratio=0.0,
                  stuck_fault_value=0, read_noise=0.0, mapping="offset", adc_range="full",
-                 seed=None, device=None, chunk_elements=2**22):
+                 seed=None, device=None, chunk_elements=2**22, calibration_elements=2**27):
         self.config = CrossbarConfig(
             HGS=HGS, LGS=LGS, g_level=g_level, var=var, read_noise=read_noise, vnoise=vnoise,
             stuck_fault_ratio=stuck_fault_ratio, stuck_fault_value=stuck_fault_value, rdac=rdac,
@@ -78,6 +81,11 @@ class DPETensor:
                 or chunk_elements < 1:
             raise ValueError(f"chunk_elements must be a positive integer, got {chunk_elements!r}")
         self.chunk_elements = chunk_elements
+        if isinstance(calibration_elements, bool) or not isinstance(calibration_elements, int) \
+                or calibration_elements < 0:
+            raise ValueError(f"calibration_elements must be a non-negative integer, got "
+                             f"{calibration_elements!r}")
+        self.calibration_elements = calibration_elements
         if isinstance(seed, torch.Generator):
             if resolve_device(seed.device) != self.device:
                 raise ValueError(f"seed: the generator is on {seed.device}, the engine on "
@@ -274,32 +282,39 @@ class DPETensor:
                 self.generator)
             return currents.view(t, mc, n_x, n_a, n_cols)
 
-        first = None
+        kept = None
         if calibrated:
-            # Each slice pair's range is its largest |current| over the whole product. With
-            # several chunks that takes a first pass; the generator is rewound afterwards so
-            # the second pass draws the same read noise.
+            # Each slice pair's range is its largest |current| over the whole product, so all
+            # currents are read before any is converted. They are kept for the conversion if
+            # they fit in calibration_elements; otherwise they are read again, the generator
+            # rewound so that the second read draws the same read noise.
             def peak(currents):
-                dims = (0, 1, 4)
-                return torch.maximum(currents.amax(dims), -currents.amin(dims)).double().cpu()
+                # over the vectors first: a reduction down the outer axis reads memory in order
+                flat = currents.view(-1, n_x * n_a * n_cols)
+                high, low = flat.amax(0).view(n_x, n_a, -1), flat.amin(0).view(n_x, n_a, -1)
+                return torch.maximum(high.amax(-1), -low.amin(-1)).double().cpu()
 
-            if len(chunks) == 1:
-                first = read(chunks[0])
-                full_pair = peak(first)
-            else:
-                state = self.generator.get_state()
-                full_pair = torch.stack([peak(read(chunk)) for chunk in chunks]).amax(0)
+            keep = len(chunks) == 1 or m * tk * n_x * n_a * n_cols <= self.calibration_elements
+            state = self.generator.get_state()
+            peaks, kept = [], [] if keep else None
+            for chunk in chunks:
+                currents = read(chunk)
+                peaks.append(peak(currents))
+                if keep:
+                    kept.append(currents)
+            if not keep:
                 self.generator.set_state(state)
+            full_pair = torch.stack(peaks).amax(0)
             pair_step = adc_step(full_pair, cfg.radc, bipolar)  # (n_x, n_a)
             pair_weight = pair_weight * pair_step.flatten()
             pair_step = pair_step.to(codes).view(1, 1, n_x, n_a, 1)
 
         pair_weight = pair_weight.to(codes)
         y = torch.zeros(m, n_cols, dtype=codes.dtype, device=self.device)
-        for chunk in chunks:
+        for index, chunk in enumerate(chunks):
             ms, ts = chunk
-            currents = first if first is not None else read(chunk)  # (Tk', M', n_x, n_a, N)
-            first = None
+            # (Tk', M', n_x, n_a, N)
+            currents = read(chunk) if kept is None else kept[index]
             t, mc = currents.shape[:2]
             if cfg.radc is not None:
                 if calibrated:

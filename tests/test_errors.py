@@ -31,6 +31,7 @@ from mpimpy import DPETensor, SlicedData, dot
         (dict(wire_resistance=-1.0), "wire_resistance. must be >= 0"),
         (dict(seed=-3), "seed must be"),
         (dict(chunk_elements=0), "chunk_elements must be"),
+        (dict(calibration_elements=-1), "calibration_elements must be"),
     ],
 )
 def test_bad_engine_settings(kwargs, match):

@@ -225,3 +225,16 @@ def test_all_zero_int_block_adds_nothing_despite_variation():
     x.slice_data_imp(engine, x_other, transpose=True)
     assert torch.equal(engine(x, mat), y)
     assert not torch.equal(y, torch.zeros_like(y))
+
+
+def test_calibrated_adc_same_whether_currents_are_kept_or_read_twice():
+    """Reading the arrays twice (large products) rewinds the generator: same read noise, same
+    result as keeping the currents between calibration and conversion."""
+    x_data, w_data = data(3)
+    results = []
+    for calibration_elements in (2**30, 0):
+        engine = DPETensor(var=0.05, vnoise=0.02, read_noise=0.05, adc_range="calibrated",
+                           seed=8, chunk_elements=3000,
+                           calibration_elements=calibration_elements)
+        results.append(engine(*sliced_pair(engine, x_data, w_data, mapping_tile=(32, 16))))
+    assert torch.equal(results[0], results[1])
