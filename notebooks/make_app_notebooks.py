@@ -8,33 +8,9 @@ compare_* summarize a study's runs. Conventions as in make_notebooks.py: one cel
 
 from __future__ import annotations
 
-from pathlib import Path
 from textwrap import dedent
 
-import nbformat
-
-HERE = Path(__file__).resolve().parent
-
-
-def write(name: str, cells: list[tuple[str, str]]) -> Path:
-    """Write ``name`` from (kind, source) cells: kind is "md", "code" or "params"."""
-    nb = nbformat.v4.new_notebook()
-    for i, (kind, source) in enumerate(cells):
-        source = dedent(source).strip("\n")
-        if kind == "md":
-            cell = nbformat.v4.new_markdown_cell(source)
-        else:
-            cell = nbformat.v4.new_code_cell(source)
-            if kind == "params":
-                cell.metadata["tags"] = ["parameters"]
-        cell["id"] = f"{Path(name).stem}-{i}"
-        nb.cells.append(cell)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    path = HERE / name
-    nbformat.write(nb, str(path))
-    return path
+from make_notebooks import HERE, write  # same folder: the one notebook writer
 
 
 def cat(*parts: str) -> str:

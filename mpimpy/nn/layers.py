@@ -49,6 +49,18 @@ def _new_seed(generator: torch.Generator | None = None) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator).item())
 
 
+def _take_parameters(target: nn.Module, source: nn.Module) -> nn.Module:
+    """Copy ``source``'s weight, bias and train/eval mode into ``target``; returns ``target``."""
+    if isinstance(source.weight, nn.parameter.UninitializedParameter):
+        raise ValueError("the layer's weights are not initialized yet (a lazy module): run "
+                         "a forward pass before converting it")
+    with torch.no_grad():
+        target.weight.copy_(source.weight)
+        if source.bias is not None:
+            target.bias.copy_(source.bias)
+    return target.train(source.training)
+
+
 class MemMatmul(torch.autograd.Function):
     """``y[g] = x[g] @ W[g]^T`` on the simulated crossbars, straight-through gradient.
 
@@ -265,29 +277,16 @@ class MemLinear(MemLayerMixin, nn.Linear):
         """A MemLinear with ``linear``'s weights (copied), on its device and dtype."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear needs an nn.Linear, got {type(linear).__name__}")
-        if isinstance(linear.weight, nn.parameter.UninitializedParameter):
-            raise ValueError("the layer's weights are not initialized yet (a lazy module): run "
-                             "a forward pass before converting it")
         layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
                     engine=engine, device=linear.weight.device, dtype=linear.weight.dtype,
                     **settings)
-        with torch.no_grad():
-            layer.weight.copy_(linear.weight)
-            if linear.bias is not None:
-                layer.bias.copy_(linear.bias)
-        layer.train(linear.training)
-        return layer
+        return _take_parameters(layer, linear)
 
     def to_digital(self) -> nn.Linear:
         """A plain ``nn.Linear`` with this layer's weights (copied)."""
         linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
                            device=self.weight.device, dtype=self.weight.dtype)
-        with torch.no_grad():
-            linear.weight.copy_(self.weight)
-            if self.bias is not None:
-                linear.bias.copy_(self.bias)
-        linear.train(self.training)
-        return linear
+        return _take_parameters(linear, self)
 
     def _weight_groups(self):
         return self.weight.unsqueeze(0)
@@ -343,19 +342,11 @@ class MemConv2d(MemLayerMixin, nn.Conv2d):
         """A MemConv2d with ``conv``'s settings and weights (copied), on its device and dtype."""
         if not isinstance(conv, nn.Conv2d):
             raise TypeError(f"from_conv needs an nn.Conv2d, got {type(conv).__name__}")
-        if isinstance(conv.weight, nn.parameter.UninitializedParameter):
-            raise ValueError("the layer's weights are not initialized yet (a lazy module): run "
-                             "a forward pass before converting it")
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                     padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
                     bias=conv.bias is not None, padding_mode=conv.padding_mode, engine=engine,
                     device=conv.weight.device, dtype=conv.weight.dtype, **settings)
-        with torch.no_grad():
-            layer.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                layer.bias.copy_(conv.bias)
-        layer.train(conv.training)
-        return layer
+        return _take_parameters(layer, conv)
 
     def to_digital(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` with this layer's settings and weights (copied)."""
@@ -364,12 +355,7 @@ class MemConv2d(MemLayerMixin, nn.Conv2d):
                          groups=self.groups, bias=self.bias is not None,
                          padding_mode=self.padding_mode, device=self.weight.device,
                          dtype=self.weight.dtype)
-        with torch.no_grad():
-            conv.weight.copy_(self.weight)
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        conv.train(self.training)
-        return conv
+        return _take_parameters(conv, self)
 
     def _weight_groups(self):
         g = self.groups
