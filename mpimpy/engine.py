@@ -151,6 +151,46 @@ class DPETensor:
                             None if noise is None else noise.to(dtype))
         return cache[dtype]
 
+    def _array_weights(self, mat: SlicedData, arrays: ProgrammedArrays) -> torch.Tensor:
+        """Shift-add weight of each of ``mat``'s arrays per conductance level, float64
+        ``(n_a,)``: the slice's power of two (negative for a two's complement sign slice) times
+        the value of one level in units of that slice."""
+        cfg = self.config
+        weights = slice_weights(mat.slice_method, cfg.mapping == "diffpair")
+        return torch.tensor([weights[i] * (2 ** mat.slice_method[i] - 1) / (cfg.g_level - 1)
+                             for i in arrays.slice_index], dtype=torch.float64)
+
+    def effective_weights(self, mat: SlicedData, dtype: torch.dtype = torch.float64
+                          ) -> torch.Tensor:
+        """The weights ``mat``'s programmed conductances hold, in the units of ``mat.data``.
+
+        This is the matrix an ideal read multiplies by (exact DACs and ADCs, no read noise):
+        ``mat.quantized_data`` changed by programming variation, stuck-at faults and, with wire
+        resistance, IR drop. Noise-free, it equals ``mat.quantized_data``. Programs ``mat``
+        first if this engine has not yet.
+
+        Returns:
+            ``(K, N)`` (or ``(K,)`` for a 1-D ``mat``) in ``dtype``, on the engine's device.
+        """
+        self._check_operand(mat, "mat")
+        if mat.data.dim() > 2:
+            raise ValueError(f"mat must be 1-D or 2-D (the programmed weights), got shape "
+                             f"{tuple(mat.data.shape)}")
+        arrays = self.programmed(mat)
+        cache = mat._programmed[2]
+        if ("effective", dtype) not in cache:  # kept, like the read matrices, until reprogrammed
+            _, scale_w, _ = mat.role_matrix("weight", mat.paral_size.rows)  # (Tk, N)
+            matrix, _ = self._read_matrices(mat, dtype)  # (Tk, rows, n_a * N), levels
+            w_weight = self._array_weights(mat, arrays).to(matrix)
+            tk, rows, _ = matrix.shape
+            n = scale_w.shape[1]
+            levels = (matrix.view(tk, rows, len(w_weight), n)
+                      * w_weight.view(1, 1, -1, 1)).sum(2)
+            weights = (levels * scale_w.to(matrix).unsqueeze(1)).reshape(tk * rows, n)
+            cache["effective", dtype] = weights[:arrays.shape[0]]
+        weights = cache["effective", dtype]
+        return weights[:, 0] if mat.data.dim() == 1 else weights
+
     # -- the whole pipeline -------------------------------------------------------------------
     def __call__(self, x: SlicedData, mat: SlicedData) -> torch.Tensor:
         return self.MapReduceDot(x, mat)
@@ -205,10 +245,7 @@ class DPETensor:
         x_weight = torch.tensor([w * (2**b - 1) / f for w, b, f in zip(
             slice_weights(x.slice_method), x.slice_method, dac_full, strict=True)],
             dtype=torch.float64)
-        mat_slice_weights = slice_weights(mat.slice_method, cfg.mapping == "diffpair")
-        w_weight = torch.tensor([mat_slice_weights[i] * (2 ** mat.slice_method[i] - 1)
-                                 / (cfg.g_level - 1) for i in arrays.slice_index],
-                                dtype=torch.float64)
+        w_weight = self._array_weights(mat, arrays)
         # The ADC's worst-case current per input slice: every cell at HGS, every input at the
         # DAC's full scale, in code units.
         full_scale = torch.tensor(dac_full, dtype=torch.float64) * (tile.rows * (cfg.g_level - 1))

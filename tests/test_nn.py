@@ -182,30 +182,62 @@ def test_results_do_not_depend_on_batch_or_chunking():
 # Gradients
 
 
-def test_linear_gradients_are_the_ideal_products():
+def held_weights(layer):
+    """The weights the arrays of the layer's last forward held, in the layer's torch layout."""
+    held = torch.stack([layer.engine.effective_weights(mat) for mat in layer._mats])
+    return held.transpose(1, 2).reshape(layer.weight.shape).to(layer.weight.dtype)
+
+
+@pytest.mark.parametrize("backward_weights", ["ideal", "programmed"])
+def test_linear_gradients_are_straight_through(backward_weights):
     torch.manual_seed(5)
-    engine = noisy_engine(vnoise=0.05)  # hardware in the forward; the backward is ideal
+    engine = noisy_engine(vnoise=0.05)  # hardware in the forward; the backward is digital
     linear = nn.Linear(40, 7)
-    layer = mnn.MemLinear.from_linear(linear, engine)
+    layer = mnn.MemLinear.from_linear(linear, engine, backward_weights=backward_weights).eval()
     x1 = torch.randn(2, 3, 40, requires_grad=True)
     x2 = x1.detach().clone().requires_grad_(True)
     grad = torch.randn(2, 3, 7)
     layer(x1).backward(grad)
+    if backward_weights == "programmed":
+        # the input gradient goes back through the weights the arrays held in the forward
+        held = held_weights(layer)
+        assert (held - linear.weight).abs().max() > 1e-3
+        with torch.no_grad():
+            linear.weight.copy_(held)
     linear(x2).backward(grad)
     torch.testing.assert_close(x1.grad, x2.grad)
     torch.testing.assert_close(layer.weight.grad, linear.weight.grad)
     torch.testing.assert_close(layer.bias.grad, linear.bias.grad)
 
 
+def test_programmed_gradient_noise_free_is_the_quantized_models():
+    torch.manual_seed(9)
+    weight = torch.randn(5, 130, dtype=torch.float64)
+    layer = mnn.MemLinear(130, 5, bias=False, engine=ideal_engine(), dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    x = torch.randn(4, 130, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(4, 5, dtype=torch.float64)
+    layer(x).backward(grad)
+    quantized = manual_int_quantize(weight.t(), 8, (64, 64)).t()  # one block per array
+    torch.testing.assert_close(x.grad, grad @ quantized, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer.weight.grad, grad.t() @ x.detach())
+
+
+@pytest.mark.parametrize("backward_weights", ["ideal", "programmed"])
 @pytest.mark.parametrize("case", CONV_CASES[:4])
-def test_conv2d_gradients_are_the_ideal_products(case):
+def test_conv2d_gradients_are_straight_through(case, backward_weights):
     torch.manual_seed(6)
     engine = noisy_engine()
     conv = nn.Conv2d(**case).double()
-    layer = mnn.MemConv2d.from_conv(conv, engine, paral_size=(16, 8))
+    layer = mnn.MemConv2d.from_conv(conv, engine, paral_size=(16, 8),
+                                    backward_weights=backward_weights)
     x1 = torch.randn(2, case["in_channels"], 7, 8, dtype=torch.float64, requires_grad=True)
     x2 = x1.detach().clone().requires_grad_(True)
-    out = layer(x1)
+    out = layer(x1)  # train mode: programmed anew for this forward
+    if backward_weights == "programmed":
+        with torch.no_grad():
+            conv.weight.copy_(held_weights(layer))
     grad = torch.randn_like(out)
     out.backward(grad)
     conv(x2).backward(grad)
@@ -379,6 +411,23 @@ def test_training_reduces_the_loss_on_digits():
     assert not converted.training
 
 
+def test_accuracy_over_programs_samples_chips_reproducibly():
+    data = load_digits()
+    torch.manual_seed(0)
+    model = mnn.build_model("mlp", data.image_shape)
+    mnn.train(model, data.x_train, data.y_train, epochs=3, lr=1e-2, seed=0)
+    converted = mnn.convert(model, noisy_engine(var=0.3, stuck_fault_ratio=0.0), seed=0)
+    x, y = data.x_test[:200], data.y_test[:200]
+    first = mnn.accuracy_over_programs(converted, x, y, seeds=[0, 1, 2, 3])
+    assert len(first) == 4 and len(set(first)) > 1  # each seed is another chip
+    assert mnn.accuracy_over_programs(converted, x, y, seeds=[2]) == [first[2]]
+    assert mnn.accuracy(converted, x, y) == first[2]  # left programmed with the last seed
+    with pytest.raises(ValueError, match="at least one"):
+        mnn.accuracy_over_programs(converted, x, y, seeds=[])
+    with pytest.raises(ValueError, match="no memristive layers"):
+        mnn.accuracy_over_programs(model, x, y)
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors
 
@@ -404,6 +453,8 @@ def test_clear_errors():
         mnn.convert(nn.Linear(2, 2), engine=None)
     with pytest.raises(ValueError, match="prog_seed"):
         mnn.MemLinear(4, 2, engine=engine, prog_seed=-1)
+    with pytest.raises(ValueError, match="backward_weights must be one of"):
+        mnn.MemLinear(4, 2, engine=engine, backward_weights="noisy")
     with pytest.raises(ValueError, match="not initialized"):
         mnn.MemLinear.from_linear(nn.LazyLinear(3), engine)
     with pytest.raises(ValueError, match="input channels"):
@@ -446,31 +497,3 @@ def test_layer_snr_matches_a_manual_computation():
 
 # ---------------------------------------------------------------------------------------------
 # The inference notebook, tiny parameters, on a temporary MLflow store
-
-
-def test_dnn_inference_notebook_logs_a_run(tmp_path, monkeypatch):
-    papermill = pytest.importorskip("papermill")
-    from pathlib import Path
-
-    from mpimpy import tracking
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MPIMPY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "dnn_inference.ipynb"
-    papermill.execute_notebook(
-        str(notebook), str(tmp_path / "out.ipynb"), kernel_name="python3", progress_bar=False,
-        cwd=str(notebook.parent),
-        parameters=dict(dataset="digits", model="mlp", epochs=2, var=0.1, snr_images=50,
-                        seed=1),
-    )
-    client = tracking.get_client(uri)
-    experiment = client.get_experiment_by_name("dnn_inference")
-    (run,) = client.search_runs([experiment.experiment_id])
-    assert run.info.status == "FINISHED"
-    assert {"accuracy", "software_accuracy", "snr_dB.layer_1", "snr_dB.layer_3"} <= set(
-        run.data.metrics)
-    assert run.data.params["var"] == "0.1" and run.data.params["seed"] == "1"
-    artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "plots")]
-    assert artifacts == ["plots/confusion_matrix.png"]

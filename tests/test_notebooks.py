@@ -28,6 +28,7 @@ NOTEBOOKS = ROOT / "notebooks"
 SIMULATOR_NOTEBOOKS = ["quickstart", "int_slicing", "fp_slicing", "variation", "wire_resistance"]
 COMPARE_NOTEBOOKS = ["compare_quickstart", "compare_int_slicing", "compare_fp_formats",
                      "compare_variation"]
+DNN_NOTEBOOKS = ["dnn_inference", "noise_aware_training", "compare_dnn_robustness"]
 
 
 def execute(name: str, parameters: dict, tmp_path: Path, store_uri: str,
@@ -78,7 +79,7 @@ def artifact_paths(client, run_id: str, folder: str | None = None) -> set[str]:
 # The notebooks as committed
 
 
-@pytest.mark.parametrize("name", SIMULATOR_NOTEBOOKS + COMPARE_NOTEBOOKS)
+@pytest.mark.parametrize("name", SIMULATOR_NOTEBOOKS + COMPARE_NOTEBOOKS + DNN_NOTEBOOKS)
 def test_committed_notebooks_are_clean_and_parameterized(name):
     nb = nbformat.read(str(NOTEBOOKS / f"{name}.ipynb"), as_version=4)
     nbformat.validate(nb)
@@ -463,3 +464,62 @@ def test_load_runs_log_summary_and_messages(store, store_uri, tmp_path, monkeypa
     assert store.get_run(run_id).info.status == "FINISHED"
     with pytest.raises(RuntimeError, match="no open run"):
         compare.log_figure(fig, "x")
+
+
+# ---------------------------------------------------------------------------------------------
+# Deep-learning notebooks
+
+
+def test_dnn_robustness_study_then_its_comparison(store, store_uri, tmp_path, monkeypatch):
+    """The shipped DNN study, shrunk, through the real runner (dnn_inference.ipynb logs each
+    point); then its comparison notebook summarizes the runs."""
+    monkeypatch.setenv("MPIMPY_CACHE", str(tmp_path / "cache"))
+    shipped = yaml.safe_load((ROOT / "studies" / "dnn_robustness.yaml").read_text())
+    study = {**shipped, "name": "dnn-small", "experiment": "dnn-small",
+             "notebook": str(NOTEBOOKS / "dnn_inference.ipynb"),
+             "parameters": {**shipped["parameters"], "model": "mlp", "epochs": 3,
+                            "snr_images": 50},
+             "grid": {"var": [0.0, 0.3]}, "seeds": [1]}
+    study["points"] = study["points"][:1]
+    path = tmp_path / "dnn-small.yaml"
+    path.write_text(yaml.safe_dump(study))
+    result = run_study(path, workers=2, output_dir=tmp_path / "out", progress=False)
+    assert result.ok, result.summary()
+    tidy = compare.tidy_runs(compare.load_runs("dnn-small"))
+    assert sorted(tidy["var"]) == [0.0, 0.3]
+    assert tidy["accuracy"].between(0, 1).all() and (tidy["seed"] == 1).all()
+    assert {"snr_dB.layer_1", "snr_dB.layer_3", "software_accuracy"} <= set(tidy.columns)
+    run_id = compare.load_runs("dnn-small")["run_id"].iloc[0]
+    assert artifact_paths(store, run_id, "plots") == {"plots/confusion_matrix.png"}
+
+    nb = execute("compare_dnn_robustness", {"experiment": "dnn-small"}, tmp_path, store_uri)
+    summaries = compare.summary_runs("dnn-small")
+    assert len(summaries) == 1 and summaries.iloc[0]["metrics.n_runs"] == 2
+    figures = artifact_paths(store, summaries.iloc[0]["run_id"], "figures")
+    assert figures == {"figures/accuracy_vs_var.png"}
+    assert images(nb) >= 1 and "Traceback" not in outputs_text(nb)
+
+
+def test_noise_aware_training_notebook_logs_both_trainings(store, store_uri, tmp_path,
+                                                           monkeypatch):
+    monkeypatch.setenv("MPIMPY_CACHE", str(tmp_path / "cache"))
+    nb = execute("noise_aware_training", {"model": "mlp", "vars_": [0.0, 0.3], "nat_epochs": 2,
+                                          "n_programs": 2, "seed": 3},
+                 tmp_path, store_uri)
+    run = only_run(store, "noise_aware_training")  # the notebook's own experiment
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    for var in ("0", "0.3"):
+        for training in ("plain", "noise_aware_programmed", "noise_aware_ideal"):
+            assert 0 <= metrics[f"accuracy.{training}.var_{var}"] <= 1
+        for backward in ("programmed", "ideal"):
+            gain = metrics[f"nat_gain.{backward}.var_{var}"]
+            assert gain == pytest.approx(metrics[f"accuracy.noise_aware_{backward}.var_{var}"]
+                                         - metrics[f"accuracy.plain.var_{var}"])
+    assert run.data.params["nat_backward"] == "['programmed', 'ideal']"
+    assert artifact_paths(store, run.info.run_id, "tables") == {
+        "tables/accuracy.csv", "tables/training_loss.csv"}
+    table = pd.read_csv(store.download_artifacts(run.info.run_id, "tables/accuracy.csv",
+                                                 str(tmp_path)))
+    assert len(table) == 2 * 3 * 2  # variation levels x models x programmings
+    assert images(nb) >= 1

@@ -14,15 +14,17 @@
 * :class:`MemLinear`, :class:`MemConv2d`: drop-in ``nn.Linear`` / ``nn.Conv2d`` whose products
   run on the engine (weights programmed once, inputs sliced per pass, bias digital).
 * :func:`convert` / :func:`to_digital`: whole models, both ways; :func:`program` re-programs.
-* Training: train a converted model as usual for noise-aware training (straight-through
-  gradients, new variation each step); :mod:`mpimpy.nn.training` has the loops.
+* Training: train a converted model as usual for noise-aware training (new variation each
+  step, straight-through gradients back through the weights the arrays held);
+  :mod:`mpimpy.nn.training` has the loops and :func:`accuracy_over_programs` evaluates a model
+  on several programmings (chips).
 """
 
 from .analysis import layer_snr
 from .convert import CONVERTIBLE, convert, convertible_layers, mem_layers, program, to_digital
 from .layers import MEM_LAYERS, MemConv2d, MemLayerMixin, MemLinear, MemMatmul
 from .models import MLP, SmallCNN, build_model
-from .training import accuracy, confusion_matrix, predict, pretrained, train
+from .training import accuracy, accuracy_over_programs, confusion_matrix, predict, pretrained, train
 
 __all__ = [
     "CONVERTIBLE",
@@ -34,6 +36,7 @@ __all__ = [
     "MemMatmul",
     "SmallCNN",
     "accuracy",
+    "accuracy_over_programs",
     "build_model",
     "confusion_matrix",
     "convert",

@@ -33,15 +33,17 @@ def convert(model: nn.Module, engine: DPETensor, *, xblk=(1, 1, 2, 4), mblk=(1, 
             bw_e=None, quant_gran=None, x_quant_gran=None, paral_size=(64, 64),
             layer_filter: Callable[[str, nn.Module], bool] | None = None,
             keep_first: bool = False, keep_last: bool = False, seed: int | None = None,
-            chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, inplace: bool = False) -> nn.Module:
+            chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, backward_weights: str = "programmed",
+            inplace: bool = False) -> nn.Module:
     """Replace the model's ``nn.Linear`` and ``nn.Conv2d`` layers by memristive ones.
 
     Args:
         model: any ``nn.Module`` (a bare ``nn.Linear``/``nn.Conv2d`` is converted itself).
         engine: the :class:`mpimpy.DPETensor` all converted layers share; it must be on the
             model's device.
-        xblk, mblk, bw_e, quant_gran, x_quant_gran, paral_size, chunk_elements: slicing
-            settings of every converted layer (see :class:`mpimpy.nn.layers.MemLayerMixin`).
+        xblk, mblk, bw_e, quant_gran, x_quant_gran, paral_size, chunk_elements,
+            backward_weights: settings of every converted layer (see
+            :class:`mpimpy.nn.layers.MemLayerMixin`).
         layer_filter: ``f(name, layer) -> bool`` choosing the layers to convert (default all).
         keep_first, keep_last: keep the first / last convertible layer (in ``named_modules``
             order) digital, as is common for the input and classifier layers.
@@ -75,7 +77,7 @@ def convert(model: nn.Module, engine: DPETensor, *, xblk=(1, 1, 2, 4), mblk=(1, 
     seeds = torch.Generator().manual_seed(seed) if seed is not None else None
     settings = dict(xblk=xblk, mblk=mblk, bw_e=bw_e, quant_gran=quant_gran,
                     x_quant_gran=x_quant_gran, paral_size=paral_size,
-                    chunk_elements=chunk_elements)
+                    chunk_elements=chunk_elements, backward_weights=backward_weights)
     for name, layer in selected:
         prog_seed = int(torch.randint(0, 2**62, (1,), generator=seeds).item())
         try:

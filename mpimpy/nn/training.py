@@ -1,8 +1,8 @@
 """Training and evaluation loops for plain and memristive models, and a trained-model cache.
 
 Noise-aware training is plain training of a converted model: in train mode its memristive
-layers re-program their weights (new variation) on every forward pass and pass the gradient of
-the ideal product straight through (see :mod:`mpimpy.nn.layers`).
+layers re-program their weights (new variation) on every forward pass and pass the gradient
+straight through, back through the weights the arrays held (see :mod:`mpimpy.nn.layers`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .convert import mem_layers, program
 from .models import build_model
 
 ENV_CACHE = "MPIMPY_CACHE"
@@ -68,6 +69,28 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     """Fraction of ``x`` classified as ``y`` (the model is put in eval mode)."""
     model.eval()
     return float((predict(model, x, batch_size) == y).double().mean())
+
+
+def accuracy_over_programs(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                           seeds=range(3), batch_size: int = 1000) -> list[float]:
+    """Accuracy of ``model`` once per programming: for each seed the memristive layers are
+    re-programmed (:func:`mpimpy.nn.program` with that seed: new variation and faults) and the
+    model is evaluated on ``x``. The model is left in eval mode, programmed with the last seed.
+
+    Programming variation is drawn once per chip, so one programming is one sample: compare
+    models on the same seeds, and report the spread.
+    """
+    if not mem_layers(model):
+        raise ValueError("the model has no memristive layers: convert it first "
+                         "(mpimpy.nn.convert)")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one programming seed")
+    accuracies = []
+    for seed in seeds:
+        program(model, seed=seed)
+        accuracies.append(accuracy(model, x, y, batch_size))
+    return accuracies
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int = 10
