@@ -116,9 +116,10 @@ class CrossbarConfig:
         adc_range : "full", "calibrated" or float in (0, 1]
             Full-scale current of the ADC. ``"full"``: the worst case
             ``(HGS - LGS) * vread * rows`` (every cell at HGS, every input at ``vread``), as the
-            original mPimPy. ``"calibrated"``: for each slice pair, the largest |current| that
-            pair produces anywhere in the product being computed (as if the reference were
-            trimmed on this workload), so an 8-bit ADC is not spent on a range never reached.
+            original mPimPy. ``"calibrated"``: for each slice pair, the largest current
+            (|current| for the bipolar ADC of ``"diffpair"``) that pair produces anywhere in the
+            product being computed (as if the reference were trimmed on this workload), so an
+            8-bit ADC is not spent on a range never reached.
             A float ``f``: a fixed range of ``f`` times the full range (a range calibrated
             once, offline). Currents beyond the range saturate at the end codes, as a real ADC.
         vread : float

@@ -16,10 +16,10 @@ Follow one product through :meth:`DPETensor.MapReduceDot`:
 Shapes at each stage (``n_x``/``n_a`` input slices / weight arrays, ``Tk`` row-blocks,
 ``rows`` word lines per array, ``N`` output columns)::
 
-    input integers (M, K) -> slices (n_x, M, K) -> DAC codes (Tk, M, n_x, rows)
+    input integers (M, K) -> DAC codes of its n_x slices (Tk, rows, M, n_x)
     weight integers (K, N) -> slices (n_w, K, N) -> conductances (n_a, Tk, Tn, rows, cols)
         -> read matrix (Tk, rows, n_a * N)
-    currents per chunk (Tk', n_x, M', n_a, N) -> ADC codes -> shift-add (Tk', M', N)
+    currents per chunk (Tk', M', n_x, n_a, N) -> ADC codes -> shift-add (Tk', M', N)
         -> rescale and sum over row-blocks (M', N) -> y (M, N)
 
 All analog quantities are kept in *code units*: currents are in units of
@@ -38,7 +38,7 @@ from .crossbar import read_currents, read_matrix, read_noise_matrix
 from .devices import ProgrammedArrays, check_widths, program
 from .peripherals import adc_step, convert, dac_full_scale, drive
 from .slicing import SlicedData, bit_slices, slice_weights
-from .tiling import check_block_alignment, tile_inputs
+from .tiling import check_block_alignment
 
 _engine_ids = itertools.count()
 
@@ -227,14 +227,12 @@ class DPETensor:
         # stage 3: program (cached) and derive the matrices one read multiplies by
         arrays = self.programmed(mat)
         matrix, noise_matrix = self._read_matrices(mat, dtype)
-        # stage 4: drive the inputs through the DACs
-        codes = drive(bit_slices(qx, x.slice_method), x.slice_method, cfg.rdac, cfg.vnoise,
-                      self.generator, dtype)
-        codes = tile_inputs(codes, tile)  # (Tk, M, n_x, rows)
+        # stage 4: drive the inputs through the DACs, row-block by row-block
+        codes = drive(qx, x.slice_method, cfg.rdac, cfg.vnoise, tile, self.generator,
+                      dtype)  # (Tk, rows, M, n_x)
         if k < tile.rows:
             # One row-block, partly filled: the word lines past K carry no input, so they need
             # not be multiplied (the ADC's full scale below still counts every row).
-            codes = codes[..., :k].contiguous()
             matrix, noise_matrix = (None if m is None else m[:, :k] for m in
                                     (matrix, noise_matrix))
 
@@ -253,7 +251,7 @@ class DPETensor:
         if cfg.radc is None and cfg.read_noise == 0:
             # The read is linear, so the shift-add commutes with it: add the slices up first and
             # read each array once instead of once per slice pair.
-            codes = (codes * x_weight.to(codes).view(1, 1, -1, 1)).sum(2, keepdim=True)
+            codes = (codes * x_weight.to(codes)).sum(-1, keepdim=True)
             tk, rows, _ = matrix.shape
             matrix = (matrix.view(tk, rows, len(w_weight), -1)
                       * w_weight.to(matrix).view(1, 1, -1, 1)).sum(2)
@@ -282,7 +280,7 @@ class DPETensor:
         """Stages 5-7 over chunks of input vectors and row-blocks.
 
         Args:
-            codes: DAC codes ``(Tk, M, n_x, rows)``.
+            codes: DAC codes ``(Tk, rows, M, n_x)``.
             matrix, noise_matrix: read matrices ``(Tk, rows, n_a * N)``.
             x_weight, w_weight: shift-add weights per input slice ``(n_x,)`` and per array
                 ``(n_a,)``, per code unit, float64.
@@ -293,7 +291,7 @@ class DPETensor:
             ``(M, N)`` in the codes' dtype.
         """
         cfg = self.config
-        tk, m, n_x, rows = codes.shape
+        tk, rows, m, n_x = codes.shape
         n_a = len(w_weight)
         n_cols = matrix.shape[-1] // n_a
         chunks = self._chunks(tk, m, n_x * n_a * n_cols)
@@ -306,30 +304,34 @@ class DPETensor:
             # A fixed ADC range: scale the codes so currents come out in ADC levels.
             fraction = 1.0 if cfg.adc_range == "full" else cfg.adc_range
             step = adc_step(full_scale * fraction, cfg.radc, bipolar)
-            codes = codes / step.to(codes).view(1, 1, -1, 1)
+            codes = codes / step.to(codes)
             pair_weight = pair_weight * step.repeat_interleave(n_a)
 
         def read(chunk):
             ms, ts = chunk
-            block = codes[ts, ms]
-            t, mc, _, _ = block.shape
+            block = codes[ts, :, ms]  # (Tk', rows, M', n_x)
+            t, _, mc, _ = block.shape
+            # (Tk', M' * n_x, rows) as a transposed view: the product reads it without a copy
             currents = read_currents(
-                block.reshape(t, mc * n_x, rows), matrix[ts],
+                block.reshape(t, rows, mc * n_x).transpose(1, 2), matrix[ts],
                 None if noise_matrix is None else noise_matrix[ts], cfg.read_noise,
                 self.generator)
             return currents.view(t, mc, n_x, n_a, n_cols)
 
         kept = None
         if calibrated:
-            # Each slice pair's range is its largest |current| over the whole product, so all
-            # currents are read before any is converted. They are kept for the conversion if
-            # they fit in calibration_elements; otherwise they are read again, the generator
-            # rewound so that the second read draws the same read noise.
+            # Each slice pair's range is its largest current (|current| for a bipolar ADC; a
+            # unipolar one clips negative currents to 0 whatever its range) over the whole
+            # product, so all currents are read before any is converted. They are kept for the
+            # conversion if they fit in calibration_elements; otherwise they are read again,
+            # the generator rewound so that the second read draws the same read noise.
             def peak(currents):
                 # over the vectors first: a reduction down the outer axis reads memory in order
                 flat = currents.view(-1, n_x * n_a * n_cols)
-                high, low = flat.amax(0).view(n_x, n_a, -1), flat.amin(0).view(n_x, n_a, -1)
-                return torch.maximum(high.amax(-1), -low.amin(-1)).double().cpu()
+                high = flat.amax(0).view(n_x, n_a, -1).amax(-1)
+                if bipolar:
+                    high = torch.maximum(high, -flat.amin(0).view(n_x, n_a, -1).amin(-1))
+                return high.clamp_min(0).double().cpu()
 
             keep = len(chunks) == 1 or m * tk * n_x * n_a * n_cols <= self.calibration_elements
             state = self.generator.get_state()

@@ -8,6 +8,11 @@ the same units as the currents it is given, into one of ``radc`` levels.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+from .config import TileShape
+from .slicing import bit_slices
+from .tiling import tile_inputs
 
 
 def dac_full_scale(widths, rdac: int | None) -> list[int]:
@@ -15,28 +20,56 @@ def dac_full_scale(widths, rdac: int | None) -> list[int]:
     return [(rdac - 1) if rdac is not None else 2**w - 1 for w in widths]
 
 
-def drive(slices: torch.Tensor, widths, rdac: int | None, vnoise: float,
-          generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
-    """Input slices -> DAC codes, with relative voltage noise.
+#: Inputs of at most this many bits take their DAC codes from a table of every possible value.
+CODE_TABLE_BITS = 16
 
-    Args:
-        slices: integer ``(n_slices, ...)`` two's complement input slices, slice i in
-            ``[0, 2**widths[i] - 1]``.
-        widths: the slice widths.
-        rdac: DAC levels, or ``None`` for an ideal DAC (code = slice value).
-        vnoise: relative standard deviation of each driven voltage, drawn on every call.
-        generator: random source of the voltage noise.
-        dtype: floating dtype of the result.
 
-    Returns:
-        ``(n_slices, ...)`` DAC codes ``round(u / (2**w - 1) * (rdac - 1))``, times
-        ``1 + vnoise * N(0, 1)``; the voltage is ``vread * code / dac_full_scale``.
+def dac_codes(slices: torch.Tensor, widths, rdac: int | None, dtype: torch.dtype) -> torch.Tensor:
+    """Noise-free DAC codes of input slices (slice axis first, any shape after it).
+
+    A slice value ``u`` of width ``w`` becomes the code ``round(u / (2**w - 1) * (rdac - 1))``,
+    or ``u`` itself for an ideal DAC (``rdac=None``); the voltage is
+    ``vread * code / dac_full_scale``.
     """
     codes = slices.to(dtype)
     if rdac is not None:
         slice_max = torch.tensor([2**w - 1 for w in widths], dtype=dtype, device=slices.device)
-        slice_max = slice_max.view((-1,) + (1,) * (slices.dim() - 1))
-        codes = torch.round(codes * ((rdac - 1) / slice_max))
+        codes = torch.round(codes * ((rdac - 1) / slice_max).view(
+            (-1,) + (1,) * (slices.dim() - 1)))
+    return codes
+
+
+def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileShape,
+          generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """Input integers -> the DAC codes of all their slices, per array row-block, with noise.
+
+    Args:
+        q: integer ``(M, K)`` inputs, ``|q| <= 2**(bits - 1) - 1`` with ``bits = sum(widths)``.
+        widths: the input slice widths (two's complement, sign slice first).
+        rdac: DAC levels, or ``None`` for an ideal DAC (code = slice value).
+        vnoise: relative standard deviation of each driven voltage, drawn on every call.
+        tile: the array size; K is cut into row-blocks of ``tile.rows`` word lines.
+        generator: random source of the voltage noise.
+        dtype: floating dtype of the result.
+
+    Returns:
+        ``(Tk, rows, M, n_x)`` codes :func:`dac_codes` times ``1 + vnoise * N(0, 1)``: per
+        row-block and word line, every input vector's slices side by side
+        (:func:`mpimpy.tiling.tile_inputs`).
+        The last row-block is zero-padded to ``tile.rows``, except a single, partly filled one
+        (K < rows), which keeps its K word lines: the others carry no input.
+    """
+    tile = TileShape(min(tile.rows, max(q.shape[1], 1)), tile.cols)
+    bits = sum(widths)
+    if bits <= CODE_TABLE_BITS:
+        # An input takes one of 2**bits values: cut and convert each value once, then look
+        # every element up (one pass over the codes instead of one per slicing step).
+        values = torch.arange(-(2 ** (bits - 1)), 2 ** (bits - 1), device=q.device)
+        table = dac_codes(bit_slices(values, widths), widths, rdac, dtype).t().contiguous()
+        index = tile_inputs((q + 2 ** (bits - 1)).unsqueeze(0), tile, pad_value=2 ** (bits - 1))
+        codes = F.embedding(index[..., 0], table)  # the table row of every word line's input
+    else:
+        codes = tile_inputs(dac_codes(bit_slices(q, widths), widths, rdac, dtype), tile)
     if vnoise > 0:
         noise = torch.randn(codes.shape, generator=generator, device=codes.device, dtype=dtype)
         codes = codes * noise.mul_(vnoise).add_(1)

@@ -145,6 +145,8 @@ def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int
         and bits <= 24 else torch.float64
     blocks = _blocks(values.to(work), block)
     peak = blocks.abs().amax(dim=(1, 3)).double()
+    if not bool(torch.isfinite(peak).all()):  # a block's peak is NaN or Inf if any element is
+        raise ValueError("data contains NaN or Inf")
     if bw_e is None:
         # an all-zero block gets scale 0: whatever its cells read, it adds nothing
         block_step = peak / max(q_max, 1)
@@ -196,12 +198,6 @@ def bit_slices(q: torch.Tensor, widths: Sequence[int], signed_magnitude: bool = 
         return slices * torch.sign(q).unsqueeze(0)
     unsigned = torch.remainder(q, 2**bits)  # two's complement as an unsigned integer
     return (unsigned.unsqueeze(0) >> shifts.view(view)) & masks.view(view)
-
-
-def check_finite(data: torch.Tensor, name: str) -> None:
-    if data.is_floating_point() or data.is_complex():
-        if not bool(torch.isfinite(data).all()):
-            raise ValueError(f"{name} contains NaN or Inf")
 
 
 class SlicedData:
@@ -278,23 +274,23 @@ class SlicedData:
             raise TypeError(f"data must be real numbers, got dtype {data.dtype}")
         if data.dim() == 0:
             raise ValueError("data must have at least one dimension, got a scalar")
-        check_finite(data, "data")
         if self.is_weight:
             engine.check_weight_widths(self.slice_method, "slice_method")
-        self.data = data
-        self.transpose = bool(transpose)
-        matrix = self.as_matrix(data)
-        self.block = block_shape(self.quant_gran, tuple(matrix.shape), self.paral_size,
-                                 self.transpose)
-        self.q, self.block_step = quantize(matrix, self.bits, self.bw_e, self.block)
+        transpose = bool(transpose)
+        matrix = self._as_matrix(data, transpose)
+        block = block_shape(self.quant_gran, tuple(matrix.shape), self.paral_size, transpose)
+        q, block_step = quantize(matrix, self.bits, self.bw_e, block)  # checks finiteness too
+        self.data, self.transpose, self.block = data, transpose, block
+        self.q, self.block_step = q, block_step
         self._programmed = None
         return self
 
-    def as_matrix(self, data):
+    @staticmethod
+    def _as_matrix(data, transpose):
         """Data as a 2-D matrix: leading batch dims are folded into rows; 1-D data becomes one
         row when transposed (a left operand) and one column otherwise."""
         if data.dim() == 1:
-            return data.view(1, -1) if self.transpose else data.view(-1, 1)
+            return data.view(1, -1) if transpose else data.view(-1, 1)
         return data.reshape(-1, data.shape[-1])
 
     def role_matrix(self, role: str, rows: int):

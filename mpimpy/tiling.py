@@ -30,13 +30,16 @@ def check_block_alignment(k_block: int, k: int, rows: int, name: str) -> None:
         )
 
 
-def tile_inputs(values: torch.Tensor, tile: TileShape) -> torch.Tensor:
-    """(n_slices, M, K) -> (Tk, M, n_slices, rows): per array row-block, every input vector's
-    slices side by side, so one product reads all slices of a chunk of vectors."""
+def tile_inputs(values: torch.Tensor, tile: TileShape, pad_value=0) -> torch.Tensor:
+    """(n_slices, M, K) -> (Tk, rows, M, n_slices): per array row-block and word line, every
+    input vector's slices side by side. Each row-block is then the transpose of the
+    ``(M * n_slices, rows)`` matrix one read multiplies, in the layout a matrix product takes
+    without copying. The last row-block is padded with ``pad_value``."""
     n, m, k = values.shape
     tk = n_tiles(k, tile.rows)
-    padded = F.pad(values, (0, tk * tile.rows - k))
-    return padded.view(n, m, tk, tile.rows).permute(2, 1, 0, 3).contiguous()
+    if tk * tile.rows != k:
+        values = F.pad(values, (0, tk * tile.rows - k), value=pad_value)
+    return values.reshape(n, m, tk, tile.rows).permute(2, 3, 1, 0).contiguous()
 
 
 def tile_weights(values: torch.Tensor, tile: TileShape) -> torch.Tensor:

@@ -190,3 +190,59 @@ def test_float32_inputs_give_float32_exact_integers():
     )
     assert y.dtype == torch.float32
     np.testing.assert_allclose(y.double().numpy(), ref.numpy(), rtol=1e-6)
+
+
+def python_slices(value: int, widths, signed_magnitude: bool) -> list[int]:
+    """Slices of one integer with Python arithmetic, most significant first."""
+    bits = sum(widths)
+    magnitude = abs(value) if signed_magnitude else value % 2**bits
+    out, shift = [], bits
+    for w in widths:
+        shift -= w
+        out.append((magnitude >> shift) & (2**w - 1))
+    if signed_magnitude:
+        out = [part if value >= 0 else -part for part in out]
+    return out
+
+
+@pytest.mark.parametrize("mapping", ["offset", "diffpair"])
+def test_calibrated_adc_against_a_slice_pair_reference(mapping):
+    """A coarse calibrated ADC, rebuilt pair by pair: every (input slice, weight slice) pair's
+    currents are integer dot products; its range is its largest current (|current| for the
+    bipolar ADC) over the whole product; each current is rounded to that range's levels."""
+    widths, rows, radc, g_level = [1, 1, 2, 4], 8, 16, 16
+    engine = DPETensor(var=0.0, vnoise=0.0, rdac=None, radc=radc, g_level=g_level,
+                       mapping=mapping, adc_range="calibrated", seed=0)
+    gen = torch.Generator().manual_seed(7)
+    x = SlicedData(widths, paral_size=(rows, 4), quant_gran="per-matrix")
+    mat = SlicedData(widths, paral_size=(rows, 4), quant_gran="per-matrix")
+    x.slice_data_imp(engine, torch.randn(5, 20, generator=gen, dtype=torch.float64),
+                     transpose=True)
+    mat.slice_data_imp(engine, torch.randn(20, 6, generator=gen, dtype=torch.float64))
+    y = engine(x, mat)
+
+    diffpair = mapping == "diffpair"
+    qx, qw = x.q.tolist(), mat.q.tolist()
+    xs = [[python_slices(v, widths, False) for v in row] for row in qx]  # [m][k][s]
+    ws = [[python_slices(v, widths, diffpair) for v in row] for row in qw]  # [k][n][a]
+    position = [sum(widths[i + 1:]) for i in range(len(widths))]
+    x_weight = [(-1 if s == 0 else 1) * 2 ** position[s] for s in range(len(widths))]
+    arrays = range(1, len(widths)) if diffpair else range(len(widths))
+    w_weight = {a: (1 if diffpair or a else -1) * 2 ** position[a] for a in arrays}
+    # conductance levels (integers: g_level - 1 = 15 is a multiple of every 2**w - 1)
+    level = {a: (g_level - 1) // (2 ** widths[a] - 1) for a in arrays}
+    m, k, n = len(qx), len(qw), len(qw[0])
+    blocks = [range(t, min(t + rows, k)) for t in range(0, k, rows)]
+    currents = {(s, a): [[[sum(xs[i][kk][s] * ws[kk][j][a] * level[a] for kk in block)
+                           for j in range(n)] for i in range(m)] for block in blocks]
+                for s in range(len(widths)) for a in arrays}
+    top = (radc - 1) // 2 if diffpair else radc - 1
+    expected = torch.zeros(m, n, dtype=torch.float64)
+    for (s, a), per_block in currents.items():
+        values = torch.tensor(per_block, dtype=torch.float64)  # (blocks, m, n)
+        peak = float(values.abs().max() if diffpair else values.max().clamp_min(0))
+        step = peak / top if peak > 0 else 1.0
+        codes = torch.round(values / step).clamp(-top if diffpair else 0, top)
+        expected += x_weight[s] * w_weight[a] / level[a] * step * codes.sum(0)
+    expected *= float(x.block_step.max()) * float(mat.block_step.max())
+    torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)

@@ -121,3 +121,35 @@ def test_float32_data_with_steps_below_float32_range():
     assert torch.isfinite(x.quantized_data).all()
     err = (x.quantized_data - data.double()).abs()
     assert torch.all(err <= 0.5 * x.step())
+
+
+@pytest.mark.parametrize("widths", [[1, 1, 2, 4], [1, 3], [1, 5, 5, 5], [1, 4, 4, 4, 4, 4]])
+@pytest.mark.parametrize("rdac", [16, None])
+@pytest.mark.parametrize("k", [5, 64, 150])
+def test_drive_codes_every_slice_of_every_element(widths, rdac, k):
+    """The DAC codes (a table lookup up to CODE_TABLE_BITS, sliced element-wise beyond) against
+    Python integers: two's complement, cut, scaled to the DAC, laid out per row-block."""
+    from mpimpy.config import TileShape
+    from mpimpy.peripherals import CODE_TABLE_BITS, drive
+
+    bits = sum(widths)
+    assert (bits <= CODE_TABLE_BITS) == (bits < 21)  # both paths are covered
+    limit = 2 ** (bits - 1) - 1
+    gen = torch.Generator().manual_seed(k)
+    q = torch.randint(-limit, limit + 1, (3, k), generator=gen, dtype=torch.int32)
+    q[0, :2] = torch.tensor([-limit, limit])
+    rows = 64
+    codes = drive(q, widths, rdac, 0.0, TileShape(rows, 8), gen, torch.float64)
+    rows_used = min(k, rows)
+    assert codes.shape == (math.ceil(k / rows), rows_used, 3, len(widths))
+    for t in range(codes.shape[0]):
+        for m in range(3):
+            for r in range(rows_used):
+                col = t * rows + r
+                value = int(q[m, col]) % 2**bits if col < k else 0  # padding drives nothing
+                shift = bits
+                for s, w in enumerate(widths):
+                    shift -= w
+                    part = (value >> shift) & (2**w - 1)
+                    expected = part if rdac is None else round(part / (2**w - 1) * (rdac - 1))
+                    assert codes[t, r, m, s] == expected, (t, m, s, r)
