@@ -242,18 +242,19 @@ def test_calibrated_adc_same_whether_currents_are_kept_or_read_twice():
 
 @pytest.mark.parametrize("mapping", ["offset", "diffpair"])
 @pytest.mark.parametrize("wire_resistance", [0.0, 2.93])
-def test_effective_weights_are_what_an_ideal_read_multiplies_by(mapping, wire_resistance):
+@pytest.mark.parametrize("bw_e", [None, 8])
+def test_effective_weights_are_what_an_ideal_read_multiplies_by(mapping, wire_resistance, bw_e):
     """Noise-free arrays hold the quantized weights (up to IR drop); with variation and faults
     an ideal-converter product is the quantized input times the effective weights."""
     w_data = torch.randn(100, 70, dtype=torch.float64)
     x_data = torch.randn(5, 100, dtype=torch.float64)
     ideal = DPETensor(var=0.0, vnoise=0.0, radc=None, rdac=None, mapping=mapping, seed=0)
-    x, mat = sliced_pair(ideal, x_data, w_data, mapping_tile=(32, 32))
+    x, mat = sliced_pair(ideal, x_data, w_data, bw_e=bw_e, mapping_tile=(32, 32))
     assert torch.allclose(ideal.effective_weights(mat), mat.quantized_data, rtol=0,
                           atol=1e-12)
     engine = DPETensor(var=0.3, stuck_fault_ratio=0.02, vnoise=0.0, radc=None, rdac=None,
                        mapping=mapping, wire_resistance=wire_resistance, seed=1)
-    x, mat = sliced_pair(engine, x_data, w_data, mapping_tile=(32, 32))
+    x, mat = sliced_pair(engine, x_data, w_data, bw_e=bw_e, mapping_tile=(32, 32))
     effective = engine.effective_weights(mat)
     assert effective.shape == (100, 70)
     assert (effective - mat.quantized_data).abs().max() > 0.1
