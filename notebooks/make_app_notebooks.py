@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from textwrap import dedent
 
-from make_notebooks import HERE, write  # same folder: the one notebook writer
+from make_notebooks import COMPARE_LOG, HERE, write  # same folder: the one notebook writer
 
 
 def cat(*parts: str) -> str:
@@ -454,16 +454,6 @@ def save_main(fig, name):
         Path(gallery_dir).mkdir(parents=True, exist_ok=True)
         fig.savefig(Path(gallery_dir) / f"{name}.png", dpi=100, bbox_inches="tight")
 """
-
-COMPARE_LOG = """
-if have_runs and log and figures:
-    summary_id = compare.log_summary(experiment, figures, tables=tables, tracking_uri=uri,
-                                     metrics={"n_runs": len(df)})
-    print(f"summary run {summary_id}: {len(figures)} figures, {len(tables)} tables")
-elif not have_runs:
-    print("nothing to summarize")
-"""
-
 
 def compare_notebook(name, experiment, title, intro, body):
     write(name, [
