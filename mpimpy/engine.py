@@ -124,7 +124,7 @@ class DPETensor:
         ``generator`` draws them instead of the engine's own generator (a layer that must
         reproduce its conductances from a seed of its own passes one).
         """
-        self._check_operand(mat, "mat")
+        self._check_weights(mat)
         q, _, _ = mat.role_matrix("weight", mat.paral_size.rows)
         diffpair = self.config.mapping == "diffpair"
         slices = bit_slices(q, mat.slice_method, signed_magnitude=diffpair)
@@ -172,10 +172,7 @@ class DPETensor:
         Returns:
             ``(K, N)`` (or ``(K,)`` for a 1-D ``mat``) in ``dtype``, on the engine's device.
         """
-        self._check_operand(mat, "mat")
-        if mat.data.dim() > 2:
-            raise ValueError(f"mat must be 1-D or 2-D (the programmed weights), got shape "
-                             f"{tuple(mat.data.shape)}")
+        self._check_weights(mat)
         arrays = self.programmed(mat)
         cache = mat._programmed[2]
         if ("effective", dtype) not in cache:  # kept, like the read matrices, until reprogrammed
@@ -208,10 +205,7 @@ class DPETensor:
         """
         cfg = self.config
         self._check_operand(x, "x")
-        self._check_operand(mat, "mat")
-        if mat.data.dim() > 2:
-            raise ValueError(f"mat must be 1-D or 2-D (the programmed weights), got shape "
-                             f"{tuple(mat.data.shape)}")
+        self._check_weights(mat)
         tile = mat.paral_size
         qx, scale_x, kblock_x = x.role_matrix("input", tile.rows)  # scales (M, Tk)
         q_w, scale_w, kblock_w = mat.role_matrix("weight", tile.rows)  # scales (Tk, N)
@@ -366,6 +360,13 @@ class DPETensor:
             partial.mul_(scale_x[ms, ts].t().unsqueeze(-1)).mul_(scale_w[ts].unsqueeze(1))
             y[ms] += partial[0] if t == 1 else partial.sum(0)
         return y
+
+    def _check_weights(self, mat):
+        """``mat`` must be a sliced operand on this device, 1-D or 2-D (it is programmed)."""
+        self._check_operand(mat, "mat")
+        if mat.data.dim() > 2:
+            raise ValueError(f"mat must be 1-D or 2-D (the programmed weights), got shape "
+                             f"{tuple(mat.data.shape)}")
 
     def _check_operand(self, operand, name):
         if not isinstance(operand, SlicedData):

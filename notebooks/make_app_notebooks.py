@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from textwrap import dedent
 
-from make_notebooks import COMPARE_LOG, HERE, write  # same folder: the one notebook writer
+from make_notebooks import COMPARE_LOAD, COMPARE_LOG, HERE, write  # the shared writer
 
 
 def cat(*parts: str) -> str:
@@ -426,27 +426,14 @@ log: bool = True  # log the figures as a summary run in the same experiment
 gallery_dir: str = ""  # if set, save the main figure there as {experiment}_study.png
 """
 
-COMPARE_LOAD = """
+# After the shared loading cell of make_notebooks.COMPARE_LOAD: the applications' common
+# columns and the gallery hook.
+COMPARE_SETUP = """
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import seaborn as sns
-from IPython.display import display
-
-from mpimpy.studies import compare
-
-sns.set_theme(style="whitegrid", context="notebook")
-uri = tracking_uri or None
-runs = compare.load_runs(experiment, uri)
-have_runs = not runs.empty
-figures, tables = {}, {}
 if have_runs:
-    df = compare.tidy_runs(runs)
     df["fmt"] = df["fmt"] if "fmt" in df else df["format"]
     df["setting"] = df["fmt"] + ", " + df["mapping"].astype(str)
-    print(f"{len(df)} finished runs in experiment {experiment!r}")
-else:
-    print(compare.no_runs_message(experiment, uri))
 
 
 def save_main(fig, name):
@@ -455,12 +442,14 @@ def save_main(fig, name):
         fig.savefig(Path(gallery_dir) / f"{name}.png", dpi=100, bbox_inches="tight")
 """
 
+
 def compare_notebook(name, experiment, title, intro, body):
     write(name, [
         ("md", f"# {title}\n\n" + dedent(intro).strip() + "\n\n"
          + COMPARE_INTRO.format(experiment=experiment)),
         ("params", COMPARE_PARAMS.format(experiment=experiment)),
         ("code", COMPARE_LOAD),
+        ("code", COMPARE_SETUP),
         *body,
         ("code", COMPARE_LOG),
     ])
