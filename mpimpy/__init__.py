@@ -3,8 +3,10 @@
 The public API::
 
     from mpimpy import DPETensor, SlicedData, dot, RE, SNR, ABSE
+    from mpimpy import cost       # energy, latency and area: cost.estimate(engine, x, mat)
 """
 
+from . import cost
 from .api import dot
 from .config import CrossbarConfig, TileShape
 from .engine import DPETensor
@@ -24,5 +26,6 @@ __all__ = [
     "ABSE",
     "max_abs_error",
     "all_metrics",
+    "cost",
     "__version__",
 ]

@@ -15,7 +15,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-MAPPINGS = ("offset", "diffpair")
+MAPPINGS = ("offset", "diffpair", "bias")
+#: How each mapping cuts its weights into slices (see :data:`mpimpy.slicing.ENCODINGS`).
+WEIGHT_ENCODINGS = {"offset": "twos_complement", "diffpair": "sign_magnitude",
+                    "bias": "offset_binary"}
 
 
 def resolve_device(device) -> torch.device:
@@ -126,11 +129,24 @@ class CrossbarConfig:
             Read voltage in volts: the DAC's full-scale output (default 0.1 V). Must be > 0.
 
     Arrays
-        mapping : "offset" or "diffpair"
+        mapping : "offset", "diffpair" or "bias"
             ``"offset"``: each weight slice is programmed as unsigned levels on one array and the
             LGS offset is removed by a reference column of LGS cells (two's complement weights,
             the sign slice weighing negatively). ``"diffpair"``: sign-magnitude weights on a
             G+/G- pair of arrays, ``I = V @ (G+ - G-)``; the sign slice needs no array.
+            ``"bias"`` (ISAAC's encoding): a ``b``-bit weight is stored as the unsigned
+            ``w + 2**(b-1)`` (offset binary; its slice widths are those of the unsigned integer,
+            e.g. ``[2] * 8``, with no sign slice), read without a reference column, and the bias
+            times the sum of the inputs (plus the LGS offset of the cells) is subtracted
+            digitally after the shift-add, see ``unit_column``.
+        unit_column : bool
+            Only with ``mapping="bias"``. ``True``: every array has one more column, ISAAC's
+            "unit column", holding the bias (the biased value of a zero weight); it is read and
+            converted with the others and its result is subtracted from every column of its
+            array, so its own variation and ADC rounding enter the result (one more conversion
+            per array read). ``False`` (default): the bias term is computed digitally from the
+            DAC codes (CrossSim's "digital offset"): exact, no extra column, but it cannot follow
+            the devices' errors.
         wire_resistance : float or (float, float)
             Resistance of one wire segment in ohms, >= 0: one value, or ``(r_row, r_col)`` for
             word-line and bit-line segments. 0 is ideal wires. Each array is then solved exactly
@@ -153,6 +169,7 @@ class CrossbarConfig:
     adc_range: str | float = "full"
     vread: float = 0.1
     mapping: str = "offset"
+    unit_column: bool = False
     wire_resistance: float | tuple[float, float] = 0.0
 
     def __post_init__(self):
@@ -171,6 +188,11 @@ class CrossbarConfig:
             )
         if self.mapping not in MAPPINGS:
             raise ValueError(f"mapping must be one of {MAPPINGS}, got {self.mapping!r}")
+        if not isinstance(self.unit_column, bool):
+            raise TypeError(f"unit_column must be True or False, got {self.unit_column!r}")
+        if self.unit_column and self.mapping != "bias":
+            raise ValueError(f"unit_column=True needs mapping='bias' (the unit column removes "
+                             f"the bias of offset-binary weights), got mapping={self.mapping!r}")
         if self.rdac is not None:
             _check_int("rdac", self.rdac, 2)
         if self.radc is not None:
@@ -187,6 +209,11 @@ class CrossbarConfig:
         r_row, r_col = parse_wire_resistance(self.wire_resistance)
         # one number, or a pair when the word and bit lines differ
         object.__setattr__(self, "wire_resistance", r_row if r_row == r_col else (r_row, r_col))
+
+    @property
+    def weight_encoding(self) -> str:
+        """How the weights are cut into slices (:data:`mpimpy.slicing.ENCODINGS`)."""
+        return WEIGHT_ENCODINGS[self.mapping]
 
     @property
     def level_step(self) -> float:
@@ -222,4 +249,4 @@ class TileShape:
         return cls(rows, cols)
 
 
-__all__ = ["CrossbarConfig", "TileShape", "MAPPINGS", "ADC_RANGE_MODES"]
+__all__ = ["CrossbarConfig", "TileShape", "MAPPINGS", "WEIGHT_ENCODINGS", "ADC_RANGE_MODES"]

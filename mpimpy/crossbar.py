@@ -72,7 +72,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CircuitSolution",
+    "input_admittance",
     "read_currents",
+    "read_power",
     "read_matrix",
     "read_noise_matrix",
     "solve",
@@ -188,10 +190,14 @@ def _mirrored_upper(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     return torch.where(upper, E, E.mT)
 
 
-def _sweep(G: torch.Tensor, r_row: float, r_col: float, keep_factors: bool = False):
+def _sweep(G: torch.Tensor, r_row: float, r_col: float, keep_factors: bool = False,
+           admittance: bool = False):
     """Transfer matrices of the float64 batch ``G`` (B, rows, cols); r_row or r_col is > 0.
 
-    Returns ``T`` (B, rows, cols) and, when ``keep_factors``, two per-column lists: ``M_j``
+    Returns ``T`` (B, rows, cols), the input admittance ``A`` (B, rows, rows) when
+    ``admittance`` (the drivers deliver the currents ``A V``, so a read dissipates
+    ``V^T A V`` watts, wires included; else None) and, when ``keep_factors``, two per-column
+    lists: ``M_j``
     (B, rows, rows), with ``w_j = M_j w_{j-1}`` from the word-line voltages of column j-1
     (the drivers for j = 0) to those of column j (None for ideal word lines), and the
     bit-line inverse ``K_j^-1 = (L + D_j)^-1``, with ``b_j = K_j^-1 D_j w_j`` (None for
@@ -220,7 +226,14 @@ def _sweep(G: torch.Tensor, r_row: float, r_col: float, keep_factors: bool = Fal
         for j in range(cols):
             bit_inverses[j] = _mirrored_upper(log_up[:, j] + torch.log(diag[:, j]), log_up[:, j])
     if r_row == 0.0:  # ideal word lines: w_j = V for every column, so T[:, j] = s_j
-        return row_sums.mT, Ms, bit_inverses
+        A = None
+        if admittance:  # every column's admittance S_j sees the drivers directly
+            A = torch.zeros(batch, rows, rows, dtype=G.dtype, device=G.device)
+            for j in range(cols):
+                minus_S = _mirrored_upper(alpha[:, j], beta[:, j])
+                minus_S.diagonal(dim1=-2, dim2=-1).copy_(-S_diagonal[:, j])
+                A.sub_(minus_S)
+        return row_sums.mT, A, Ms, bit_inverses
 
     a = 1.0 / r_row
     eye = torch.eye(rows, dtype=G.dtype, device=G.device)
@@ -246,10 +259,14 @@ def _sweep(G: torch.Tensor, r_row: float, r_col: float, keep_factors: bool = Fal
         Tt[:, j:] = torch.baddbmm(Tt[:, j:], Tt[:, j:], inv_A, beta=0.0, alpha=a)
         if keep_factors:
             Ms[j] = a * inv_A
-    return Tt.mT, Ms, bit_inverses
+    # The drivers push a (V - w_0) = a (I - M_0) V = a (a I + Y_0)^-1 Y_0 V: the last form has
+    # no cancellation when the cells' admittance is far below the wire's
+    A = a * torch.bmm(inv_A, Y) if admittance else None
+    return Tt.mT, A, Ms, bit_inverses
 
 
-def transfer_matrix(G, r, *, dtype=torch.float64, compute_dtype=torch.float64):
+def transfer_matrix(G, r, *, dtype=torch.float64, compute_dtype=torch.float64,
+                    return_admittance: bool = False):
     """Transfer matrix ``T`` of crossbars with wire resistance: outputs are ``I = V @ T``.
 
     Parameters
@@ -266,6 +283,9 @@ def transfer_matrix(G, r, *, dtype=torch.float64, compute_dtype=torch.float64):
         Precision of the elimination. float32 is about 1.8 times faster and accurate to about
         3e-5 of the largest entry of ``T`` (measured up to 128 x 128 arrays, weak and strong
         drop); the engine uses it for float32 products, whose other errors are far larger.
+    return_admittance : bool
+        Also return the input admittance (see :func:`input_admittance`), from the same
+        elimination.
 
     Returns
     -------
@@ -273,6 +293,7 @@ def transfer_matrix(G, r, *, dtype=torch.float64, compute_dtype=torch.float64):
         For input voltages ``V`` (volts, shape (..., rows)) the sense-amplifier currents in
         amperes are ``V @ T`` exactly (up to float64 rounding; see the module docstring for
         the topology and the measured accuracy, 4e-13 relative at worst).
+    A : (..., rows, rows), with ``return_admittance``
     """
     if compute_dtype not in (torch.float64, torch.float32):
         raise ValueError(f"compute_dtype must be torch.float64 or torch.float32, got "
@@ -281,14 +302,34 @@ def transfer_matrix(G, r, *, dtype=torch.float64, compute_dtype=torch.float64):
     out_dtype = _torch_dtype(dtype)
     G64 = _as_float64_tensor("G", G)
     _check_conductances(G64)
+    rows = G64.shape[-2]
     if r_row == 0.0 and r_col == 0.0:
         T = G64.clone()  # ideal wires; a copy, so the result never aliases the input
+        A = torch.diag_embed(G64.sum(-1)) if return_admittance else None
     else:
         batch_shape = G64.shape[:-2]
         flat = G64.reshape(-1, *G64.shape[-2:]).to(compute_dtype)
-        T = _sweep(flat, r_row, r_col)[0].reshape(*batch_shape, *G64.shape[-2:]).contiguous()
-    T = T.to(out_dtype)
-    return T if isinstance(G, torch.Tensor) else T.cpu().numpy()
+        T, A, _, _ = _sweep(flat, r_row, r_col, admittance=return_admittance)
+        T = T.reshape(*batch_shape, *G64.shape[-2:]).contiguous()
+        if A is not None:
+            A = A.reshape(*batch_shape, rows, rows)
+    outputs = [T.to(out_dtype)] + ([A.to(out_dtype)] if return_admittance else [])
+    if not isinstance(G, torch.Tensor):
+        outputs = [o.cpu().numpy() for o in outputs]
+    return tuple(outputs) if return_admittance else outputs[0]
+
+
+def input_admittance(G, r, *, dtype=torch.float64):
+    """Input admittance ``A`` of crossbars with wire resistance, in siemens.
+
+    With the word lines driven by ``V`` (volts, shape (..., rows)) and the bit lines held at
+    virtual ground, the drivers deliver the currents ``A @ V`` and a read dissipates
+    ``V @ A @ V`` watts in the cells and the wires together. ``A`` is symmetric positive
+    definite; for ideal wires it is ``diag(G.sum(-1))``. Shape ``(..., rows, rows)``, same
+    type (torch/numpy) as ``G``. Computed in float64 by the same elimination as
+    :func:`transfer_matrix`.
+    """
+    return transfer_matrix(G, r, dtype=dtype, return_admittance=True)[1]
 
 
 def solve(V, G, r, return_voltages: bool = False, *, dtype=torch.float64):
@@ -340,7 +381,8 @@ def solve(V, G, r, return_voltages: bool = False, *, dtype=torch.float64):
     if r_row == 0.0 and r_col == 0.0:
         T, Ms, bit_inverses = G64, [None] * cols, [None] * cols
     else:
-        T, Ms, bit_inverses = _sweep(G64.unsqueeze(0), r_row, r_col, keep_factors=return_voltages)
+        T, _, Ms, bit_inverses = _sweep(G64.unsqueeze(0), r_row, r_col,
+                                        keep_factors=return_voltages)
         T = T[0]
     if r_row == 0.0 and r_col == 0.0 and not as_torch:
         currents = torch.from_numpy(Vn.numpy() @ G64.numpy())  # bit-for-bit numpy's V @ G
@@ -373,13 +415,15 @@ def solve(V, G, r, return_voltages: bool = False, *, dtype=torch.float64):
 
 
 def read_matrix(arrays: ProgrammedArrays, cfg: CrossbarConfig,
-                dtype: torch.dtype = torch.float64) -> torch.Tensor:
+                dtype: torch.dtype = torch.float64, admittance: bool = False):
     """The matrix each read multiplies the DAC codes by, in conductance levels, in ``dtype``.
 
     Offset mapping: ``(G - LGS) / level_step``; the offset is removed by subtracting the current
-    of a reference column of LGS cells. Differential pair: ``(G+ - G-) / level_step``.
-    Shape ``(Tk, rows, n_arrays * N)``: the padding columns of the last column of arrays are
-    left out (they are still part of each circuit).
+    of a reference column of LGS cells. Differential pair: ``(G+ - G-) / level_step``. Bias
+    mapping: ``G / level_step`` (no reference column: the LGS offset goes with the bias, which
+    is removed after the shift-add). Shape ``(Tk, rows, n_arrays * len(arrays.columns))``: the
+    padding columns of the last column of arrays are left out (they are still part of each
+    circuit).
 
     With wire resistance every array is solved as a circuit (:func:`transfer_matrix`): the
     reference column is one more bit line at the far end of each array's word lines, so it
@@ -387,19 +431,46 @@ def read_matrix(arrays: ProgrammedArrays, cfg: CrossbarConfig,
     The columns' currents, and so the result, then differ from the ideal ``G - LGS``. The
     circuits are solved in ``dtype`` (float32 products get float32 solves, see
     :func:`transfer_matrix`).
+
+    With ``admittance`` also returns what the word lines of each row-block drive, all its
+    arrays together (reference columns and G- arrays included), in siemens, float64: for ideal
+    wires the conductance on each word line ``(Tk, rows)``, else the summed input admittance
+    ``(Tk, rows, rows)`` (:func:`input_admittance`), so a read with word-line voltages ``V``
+    dissipates ``V^2 @ that`` or ``V @ that @ V`` watts.
     """
     r = cfg.wire_resistance
-    if arrays.negative is not None:
-        transfer = (transfer_matrix(arrays.positive, r, compute_dtype=dtype)
-                    - transfer_matrix(arrays.negative, r, compute_dtype=dtype))
-    elif parse_wire_resistance(r) == (0.0, 0.0):
-        transfer = arrays.positive - cfg.LGS
+    physical = [arrays.positive] if arrays.negative is None else [arrays.positive,
+                                                                  arrays.negative]
+    drives = []
+    if parse_wire_resistance(r) == (0.0, 0.0):
+        # float64 before the cast, so noise-free levels stay exact integers in float32
+        transfer = physical[0] - (cfg.LGS if arrays.reference_column else 0.0)
+        if arrays.negative is not None:
+            transfer = transfer - arrays.negative
+        if admittance:  # each word line drives its cells (and the reference cell) directly
+            drives = [g.sum(dim=(0, 2, 4)) for g in physical]  # (Tk, rows)
+            if arrays.reference_column:
+                n_a, _, tn = arrays.positive.shape[:3]
+                drives.append(torch.full_like(drives[0], n_a * tn * cfg.LGS))
     else:
-        reference = torch.full_like(arrays.positive[..., :1], cfg.LGS)
-        currents = transfer_matrix(torch.cat([arrays.positive, reference], dim=-1), r,
-                                   compute_dtype=dtype)
-        transfer = currents[..., :-1] - currents[..., -1:]
-    return arrays_to_columns(transfer / cfg.level_step, arrays.shape[1]).to(dtype)
+        if arrays.reference_column:  # one more bit line at the far end of every word line
+            physical[0] = torch.cat([arrays.positive,
+                                     torch.full_like(arrays.positive[..., :1], cfg.LGS)], -1)
+        solved = [transfer_matrix(g, r, compute_dtype=dtype, return_admittance=True)
+                  if admittance else (transfer_matrix(g, r, compute_dtype=dtype), None)
+                  for g in physical]
+        transfers = [t for t, _ in solved]
+        drives = [a.sum(dim=(0, 2)) for _, a in solved if a is not None]  # (Tk, rows, rows)
+        if arrays.negative is not None:
+            transfer = transfers[0] - transfers[1]
+        elif arrays.reference_column:
+            transfer = transfers[0][..., :-1] - transfers[0][..., -1:]
+        else:
+            transfer = transfers[0]
+    matrix = arrays_to_columns(transfer / cfg.level_step, arrays.columns).to(dtype)
+    if not admittance:
+        return matrix
+    return matrix, sum(drives[1:], drives[0]).to(torch.float64)
 
 
 def read_noise_matrix(arrays: ProgrammedArrays, cfg: CrossbarConfig) -> torch.Tensor:
@@ -411,7 +482,33 @@ def read_noise_matrix(arrays: ProgrammedArrays, cfg: CrossbarConfig) -> torch.Te
     squared = (arrays.positive / cfg.level_step) ** 2
     if arrays.negative is not None:
         squared = squared + (arrays.negative / cfg.level_step) ** 2
-    return arrays_to_columns(squared, arrays.shape[1])
+    return arrays_to_columns(squared, arrays.columns)
+
+
+def read_power(codes: torch.Tensor, drive: torch.Tensor, volts_per_code: torch.Tensor) -> float:
+    """Power the arrays dissipate, summed over every read of a product, in watts.
+
+    Args:
+        codes: DAC codes ``(Tk, L, M, n_x)`` of the word lines of every row-block (``L`` word
+            lines, at most ``rows``; those past ``L`` are at 0 V), noise included.
+        drive: what the word lines of each row-block drive, all its arrays together (see
+            :func:`read_matrix`): ``(Tk, rows)`` siemens per word line (ideal wires) or the
+            summed input admittance ``(Tk, rows, rows)``.
+        volts_per_code: word-line volts of one DAC code, per input slice ``(n_x,)``.
+
+    Returns:
+        ``sum over reads of V @ A @ V`` (``sum V**2 G`` for ideal wires): multiplied by the read
+        time it is the arrays' energy, wires included.
+    """
+    lines = codes.shape[1]
+    scale = volts_per_code.to(codes.device, torch.float64) ** 2
+    if drive.dim() == 2:
+        # sum over the vectors of each word line's squared code, then V^2 G
+        squares = torch.linalg.vector_norm(codes, dim=2).double() ** 2  # (Tk, L, n_x)
+        return float(torch.einsum("tls,tl,s->", squares, drive[:, :lines].to(squares), scale))
+    by_slice = codes.permute(0, 3, 1, 2).to(torch.float64)  # (Tk, n_x, L, M)
+    gram = by_slice @ by_slice.transpose(-1, -2)  # (Tk, n_x, L, L)
+    return float(torch.einsum("tskl,tkl,s->", gram, drive[:, :lines, :lines].to(gram), scale))
 
 
 def read_currents(codes, matrix, noise_matrix, read_noise, generator):

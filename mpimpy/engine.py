@@ -11,7 +11,14 @@ Follow one product through :meth:`DPETensor.MapReduceDot`:
    ``I = V @ (G - G_ref)``, with read noise;
 6. **convert** (:mod:`mpimpy.peripherals`): each column current goes through the ADC;
 7. **shift-add and rescale**: slice pairs are weighted by powers of two (sign slices negative),
-   row-blocks are summed with their block scales.
+   the bias of offset-binary weights is removed (``mapping="bias"``), row-blocks are summed
+   with their block scales.
+
+Every product also leaves its :class:`~mpimpy.cost.Schedule` in ``engine.last_schedule``: the
+arrays, reads, conversions and word lines it used, read off the same tensors, and (when costs
+are estimated) the power its reads dissipated. :mod:`mpimpy.cost` turns that into energy,
+latency and area; with ``technology=`` the engine does so after every product
+(``engine.last_cost``).
 
 Shapes at each stage (``n_x``/``n_a`` input slices / weight arrays, ``Tk`` row-blocks,
 ``rows`` word lines per array, ``N`` output columns)::
@@ -34,10 +41,11 @@ import itertools
 import torch
 
 from .config import CrossbarConfig, resolve_device
-from .crossbar import read_currents, read_matrix, read_noise_matrix
+from .cost import Schedule, converter_bits, resolve_technology
+from .crossbar import read_currents, read_matrix, read_noise_matrix, read_power
 from .devices import ProgrammedArrays, check_widths, program
 from .peripherals import adc_step, convert, dac_full_scale, drive
-from .slicing import SlicedData, bit_slices, slice_weights
+from .slicing import SlicedData, bit_slices, check_sign_slice, encoding_bias, slice_weights
 from .tiling import check_block_alignment
 
 _engine_ids = itertools.count()
@@ -64,18 +72,27 @@ class DPETensor:
         calibration_elements: with ``adc_range="calibrated"``, products with at most this many
             currents keep them between calibrating and converting (at most 512 MB in float32
             by default); larger ones read every array twice instead.
+        technology: a :class:`~mpimpy.cost.Technology`, a preset name (``"isaac-32nm"``), a
+            dict of fields or a YAML/JSON file: the engine then estimates the energy, latency
+            and area of every product and keeps the last one as ``engine.last_cost`` (a
+            :class:`~mpimpy.cost.CostReport`). ``None`` (default): no estimate.
     """
 
     def __init__(self, HGS=1e-5, LGS=1e-7, g_level=16, var=0.05, vnoise=0.05,
                  wire_resistance=0.0, rdac=2**4, radc=2**8, vread=0.1, stuck_fault_ratio=0.0,
                  stuck_fault_value=0, read_noise=0.0, mapping="offset", adc_range="full",
-                 seed=None, device=None, chunk_elements=2**22, calibration_elements=2**27):
+                 seed=None, device=None, chunk_elements=2**22, calibration_elements=2**27,
+                 unit_column=False, technology=None):
         self.config = CrossbarConfig(
             HGS=HGS, LGS=LGS, g_level=g_level, var=var, read_noise=read_noise, vnoise=vnoise,
             stuck_fault_ratio=stuck_fault_ratio, stuck_fault_value=stuck_fault_value, rdac=rdac,
             radc=radc, adc_range=adc_range, vread=vread, mapping=mapping,
-            wire_resistance=wire_resistance,
+            unit_column=unit_column, wire_resistance=wire_resistance,
         )
+        self.technology = None if technology is None else resolve_technology(technology)
+        self.last_schedule: Schedule | None = None
+        self.last_cost = None
+        self._measure_power = False  # set by mpimpy.cost.estimate for one product
         self.device = resolve_device(device)
         if isinstance(chunk_elements, bool) or not isinstance(chunk_elements, int) \
                 or chunk_elements < 1:
@@ -110,11 +127,22 @@ class DPETensor:
 
     def __repr__(self):
         fields = ", ".join(f"{k}={v!r}" for k, v in self.config.as_dict().items())
-        return f"DPETensor({fields}, seed={self.seed}, device='{self.device}')"
+        tech = "" if self.technology is None else f", technology={self.technology.name!r}"
+        return f"DPETensor({fields}, seed={self.seed}, device='{self.device}'{tech})"
 
     def check_weight_widths(self, widths, name="slice_method"):
+        """Weight slices must fit the devices' levels; two's complement and sign-magnitude
+        weights start with the 1-bit sign slice (offset-binary ones, ``mapping="bias"``, don't).
+        """
+        if self.config.weight_encoding != "offset_binary":
+            check_sign_slice(widths, name)
         check_widths(widths, self.config.g_level, name,
                      skip_sign=self.config.mapping == "diffpair")
+
+    def check_input_widths(self, widths, name="slice_method"):
+        """Inputs are driven as two's complement slices, which start with the 1-bit sign
+        slice."""
+        check_sign_slice(widths, name)
 
     # -- stage 3: program -------------------------------------------------------------------
     def program(self, mat: SlicedData, generator: torch.Generator | None = None
@@ -126,8 +154,7 @@ class DPETensor:
         """
         self._check_weights(mat)
         q, _, _ = mat.role_matrix("weight", mat.paral_size.rows)
-        diffpair = self.config.mapping == "diffpair"
-        slices = bit_slices(q, mat.slice_method, signed_magnitude=diffpair)
+        slices = bit_slices(q, mat.slice_method, self.config.weight_encoding)
         arrays = program(slices, mat.slice_method, self.config, mat.paral_size,
                          generator if generator is not None else self.generator)
         mat._programmed = (self._id, arrays, {})
@@ -139,24 +166,38 @@ class DPETensor:
             self.program(mat)
         return mat._programmed[1]
 
-    def _read_matrices(self, mat: SlicedData, dtype):
+    def _read_matrices(self, mat: SlicedData, dtype, drive_admittance: bool = False):
         """Read matrix and read-noise matrix of ``mat``'s arrays in ``dtype``, cached until the
         weights are programmed again (with wires, computing them solves every array's
-        circuit, in ``dtype``)."""
+        circuit, in ``dtype``). With ``drive_admittance`` also what the word lines drive (see
+        :func:`mpimpy.crossbar.read_matrix`), from the same circuit solution."""
         arrays = self.programmed(mat)
         cache = mat._programmed[2]
-        if dtype not in cache:
+        if dtype not in cache or (drive_admittance and "drive" not in cache):
             noise = read_noise_matrix(arrays, self.config) if self.config.read_noise > 0 else None
-            cache[dtype] = (read_matrix(arrays, self.config, dtype),
-                            None if noise is None else noise.to(dtype))
-        return cache[dtype]
+            if drive_admittance:
+                matrix, cache["drive"] = read_matrix(arrays, self.config, dtype, admittance=True)
+            else:
+                matrix = read_matrix(arrays, self.config, dtype)
+            cache[dtype] = (matrix, None if noise is None else noise.to(dtype))
+        return cache[dtype] + ((cache["drive"],) if drive_admittance else ())
+
+    def _bias_level_offset(self, mat: SlicedData, w_weight: torch.Tensor) -> float:
+        """What an offset-binary (``mapping="bias"``) read holds beyond the weights, per unit of
+        input, in weight units: the bias ``2**(bits-1)`` plus the LGS current every cell adds
+        (``LGS / level_step`` levels on each array, shift-added). 0 for the other mappings."""
+        if self.config.weight_encoding != "offset_binary":
+            return 0.0
+        cfg = self.config
+        return encoding_bias(mat.slice_method, "offset_binary") + \
+            cfg.LGS / cfg.level_step * float(w_weight.sum())
 
     def _array_weights(self, mat: SlicedData, arrays: ProgrammedArrays) -> torch.Tensor:
         """Shift-add weight of each of ``mat``'s arrays per conductance level, float64
         ``(n_a,)``: the slice's power of two (negative for a two's complement sign slice) times
         the value of one level in units of that slice."""
         cfg = self.config
-        weights = slice_weights(mat.slice_method, cfg.mapping == "diffpair")
+        weights = slice_weights(mat.slice_method, cfg.weight_encoding)
         return torch.tensor([weights[i] * (2 ** mat.slice_method[i] - 1) / (cfg.g_level - 1)
                              for i in arrays.slice_index], dtype=torch.float64)
 
@@ -177,12 +218,13 @@ class DPETensor:
         cache = mat._programmed[2]
         if ("effective", dtype) not in cache:  # kept, like the read matrices, until reprogrammed
             _, scale_w, _ = mat.role_matrix("weight", mat.paral_size.rows)  # (Tk, N)
-            matrix, _ = self._read_matrices(mat, dtype)  # (Tk, rows, n_a * N), levels
-            w_weight = self._array_weights(mat, arrays).to(matrix)
+            matrix, _ = self._read_matrices(mat, dtype)  # (Tk, rows, n_a * columns), levels
+            w_weight = self._array_weights(mat, arrays)
             tk, rows, _ = matrix.shape
             n = scale_w.shape[1]
-            levels = (matrix.view(tk, rows, len(w_weight), n)
-                      * w_weight.view(1, 1, -1, 1)).sum(2)
+            levels = (matrix.view(tk, rows, len(w_weight), -1)
+                      * w_weight.to(matrix).view(1, 1, -1, 1)).sum(2)
+            levels = self._remove_bias(levels, arrays, self._bias_level_offset(mat, w_weight))
             weights = (levels * scale_w.to(matrix).unsqueeze(1)).reshape(tk * rows, n)
             cache["effective", dtype] = weights[:arrays.shape[0]]
         weights = cache["effective", dtype]
@@ -205,6 +247,7 @@ class DPETensor:
         """
         cfg = self.config
         self._check_operand(x, "x")
+        self.check_input_widths(x.slice_method, "x.slice_method")
         self._check_weights(mat)
         tile = mat.paral_size
         qx, scale_x, kblock_x = x.role_matrix("input", tile.rows)  # scales (M, Tk)
@@ -219,11 +262,20 @@ class DPETensor:
         dtype = torch.float64 if torch.float64 in (x.data.dtype, mat.data.dtype) else torch.float32
 
         # stage 3: program (cached) and derive the matrices one read multiplies by
+        fresh = mat._programmed is None or mat._programmed[0] != self._id
         arrays = self.programmed(mat)
-        matrix, noise_matrix = self._read_matrices(mat, dtype)
+        measure_power = self._measure_power or (
+            self.technology is not None and self.technology.array_energy_per_cell is None)
+        matrix, noise_matrix, *drive_admittance = self._read_matrices(
+            mat, dtype, drive_admittance=measure_power)
         # stage 4: drive the inputs through the DACs, row-block by row-block
-        codes = drive(qx, x.slice_method, cfg.rdac, cfg.vnoise, tile, self.generator,
-                      dtype)  # (Tk, rows, M, n_x)
+        # Offset-binary weights (mapping="bias") read the bias on every input: without unit
+        # columns it is removed digitally, from the noise-free DAC codes summed per row-block
+        digital_bias = cfg.mapping == "bias" and not cfg.unit_column
+        codes, code_sums = drive(qx, x.slice_method, cfg.rdac, cfg.vnoise, tile,
+                                 self.generator, dtype, return_sums=True) if digital_bias \
+            else (drive(qx, x.slice_method, cfg.rdac, cfg.vnoise, tile, self.generator, dtype),
+                  None)  # codes (Tk, rows, M, n_x), sums (Tk, M, n_x)
         if k < tile.rows:
             # One row-block, partly filled: the word lines past K carry no input, so they need
             # not be multiplied (the ADC's full scale below still counts every row).
@@ -239,8 +291,18 @@ class DPETensor:
             dtype=torch.float64)
         w_weight = self._array_weights(mat, arrays)
         # The ADC's worst-case current per input slice: every cell at HGS, every input at the
-        # DAC's full scale, in code units.
-        full_scale = torch.tensor(dac_full, dtype=torch.float64) * (tile.rows * (cfg.g_level - 1))
+        # DAC's full scale, in code units (levels above LGS; without a reference column the LGS
+        # current of every cell comes on top).
+        full_levels = (cfg.g_level - 1) + (cfg.LGS / cfg.level_step if cfg.mapping == "bias"
+                                           else 0.0)
+        full_scale = torch.tensor(dac_full, dtype=torch.float64) * (tile.rows * full_levels)
+        self.last_schedule = self._schedule(x, mat, arrays, codes, dac_full, fresh,
+                                            drive_admittance[0] if measure_power else None)
+        if digital_bias:  # per row-block and vector, in weight units
+            digital_bias = (code_sums.double() @ x_weight.to(code_sums.device)).mul_(
+                self._bias_level_offset(mat, w_weight)).to(dtype)  # (Tk, M)
+        else:
+            digital_bias = None
 
         if cfg.radc is None and cfg.read_noise == 0:
             # The read is linear, so the shift-add commutes with it: add the slices up first and
@@ -253,7 +315,12 @@ class DPETensor:
                 1, dtype=torch.float64)
 
         y = self._read_convert_accumulate(codes, matrix, noise_matrix, x_weight, w_weight,
-                                          full_scale, scale_x.to(dtype), scale_w.to(dtype))
+                                          full_scale, scale_x.to(dtype), scale_w.to(dtype),
+                                          arrays, digital_bias)
+        if self.technology is not None:
+            from .cost import report
+
+            self.last_cost = report(self.last_schedule, self.technology)
 
         out_shape = x.data.shape[:-1] + ((n,) if mat.data.dim() == 2 else ())
         if x.data.dim() == 1 and not x.transpose:
@@ -270,16 +337,20 @@ class DPETensor:
                 for m0 in range(0, m, mc) for t0 in range(0, tk, tc)]
 
     def _read_convert_accumulate(self, codes, matrix, noise_matrix, x_weight, w_weight,
-                                 full_scale, scale_x, scale_w):
+                                 full_scale, scale_x, scale_w, arrays, digital_bias):
         """Stages 5-7 over chunks of input vectors and row-blocks.
 
         Args:
             codes: DAC codes ``(Tk, rows, M, n_x)``.
-            matrix, noise_matrix: read matrices ``(Tk, rows, n_a * N)``.
+            matrix, noise_matrix: read matrices ``(Tk, rows, n_a * C)``, ``C`` the columns read
+                (N, plus the unit columns).
             x_weight, w_weight: shift-add weights per input slice ``(n_x,)`` and per array
                 ``(n_a,)``, per code unit, float64.
             full_scale: the ADC's worst-case current per input slice ``(n_x,)``, code units.
             scale_x, scale_w: block scales per row-block ``(M, Tk)`` and ``(Tk, N)``.
+            arrays: the programmed arrays (their unit columns, if any).
+            digital_bias: ``(Tk, M)`` bias of offset-binary weights to subtract from every
+                column, weight units, or ``None``.
 
         Returns:
             ``(M, N)`` in the codes' dtype.
@@ -288,6 +359,7 @@ class DPETensor:
         tk, rows, m, n_x = codes.shape
         n_a = len(w_weight)
         n_cols = matrix.shape[-1] // n_a
+        n = n_cols - arrays.unit_columns
         chunks = self._chunks(tk, m, n_x * n_a * n_cols)
         bipolar = cfg.mapping == "diffpair"
         calibrated = cfg.radc is not None and cfg.adc_range == "calibrated"
@@ -343,7 +415,7 @@ class DPETensor:
             pair_step = pair_step.to(codes).view(1, 1, n_x, n_a, 1)
 
         pair_weight = pair_weight.to(codes)
-        y = torch.zeros(m, n_cols, dtype=codes.dtype, device=self.device)
+        y = torch.zeros(m, n, dtype=codes.dtype, device=self.device)
         for index, chunk in enumerate(chunks):
             ms, ts = chunk
             # (Tk', M', n_x, n_a, N)
@@ -355,11 +427,54 @@ class DPETensor:
                 convert(currents, cfg.radc, bipolar)
             # shift-add: one weighted sum over the slice pairs of every output
             partial = torch.matmul(pair_weight, currents.view(t * mc, n_x * n_a, n_cols))
-            partial = partial.view(t, mc, n_cols)
+            partial = self._remove_bias(partial.view(t, mc, n_cols), arrays,
+                                        None if digital_bias is None
+                                        else digital_bias[ts, ms].unsqueeze(-1))
             # rescale each row-block by its block scales and add the row-blocks up
             partial.mul_(scale_x[ms, ts].t().unsqueeze(-1)).mul_(scale_w[ts].unsqueeze(1))
             y[ms] += partial[0] if t == 1 else partial.sum(0)
         return y
+
+    @staticmethod
+    def _remove_bias(values: torch.Tensor, arrays: ProgrammedArrays, digital=None):
+        """Subtract the bias of offset-binary weights from shift-added results ``(..., C)``.
+
+        With unit columns (the last ``Tn`` of the ``C`` columns) each column loses the result
+        of its own array's unit column; otherwise ``digital`` (broadcastable to ``(..., N)``,
+        or ``None`` for mappings without a bias) is subtracted. Returns ``(..., N)``.
+        """
+        if arrays.unit_columns:
+            n = values.shape[-1] - arrays.unit_columns
+            tile_of = torch.arange(n, device=values.device) // arrays.weight_columns_per_array
+            return values[..., :n] - values[..., n:].index_select(-1, tile_of)
+        return values if digital is None else values - digital
+
+    def _schedule(self, x, mat, arrays: ProgrammedArrays, codes, dac_full, fresh, drive):
+        """The :class:`~mpimpy.cost.Schedule` of this product, read off its own tensors: the
+        DAC codes ``(Tk, word lines, M, n_x)`` and the programmed arrays; with ``drive`` (the
+        row-blocks' admittance) also the power the reads dissipate."""
+        cfg = self.config
+        tk, _, m, _ = codes.shape
+        n_a, _, tn, rows, cols = arrays.positive.shape
+        k, n = arrays.shape
+        pair = arrays.negative is not None  # G+ and G- side by side, sharing word lines
+        array_columns = cols * (2 if pair else 1) + (1 if arrays.reference_column else 0)
+        power = None
+        if drive is not None:
+            volts_per_code = torch.tensor([cfg.vread / f for f in dac_full], dtype=torch.float64)
+            power = read_power(codes, drive, volts_per_code)
+        full_levels = max(dac_full) * rows * (cfg.g_level - 1)  # the largest current, in codes
+        return Schedule(
+            vectors=m, k=k, n=n, rows=rows, cols=arrays.weight_columns_per_array,
+            row_blocks=tk, column_blocks=tn, word_lines=k,
+            input_widths=tuple(x.slice_method), weight_widths=tuple(mat.slice_method),
+            arrays_per_group=n_a, array_columns=array_columns,
+            converted_columns=len(arrays.columns), unit_columns=arrays.unit_columns,
+            dac_bits=converter_bits(cfg.rdac, max(x.slice_method)),
+            adc_bits=converter_bits(cfg.radc, None, full_levels, bipolar=pair),
+            mapping=cfg.mapping, digital_bias=cfg.mapping == "bias" and not cfg.unit_column,
+            array_power=power, cells_written=arrays.positive.numel() * (2 if pair else 1)
+            if fresh else 0)
 
     def _check_weights(self, mat):
         """``mat`` must be a sliced operand on this device, 1-D or 2-D (it is programmed)."""
@@ -367,6 +482,7 @@ class DPETensor:
         if mat.data.dim() > 2:
             raise ValueError(f"mat must be 1-D or 2-D (the programmed weights), got shape "
                              f"{tuple(mat.data.shape)}")
+        self.check_weight_widths(mat.slice_method, "mat.slice_method")
 
     def _check_operand(self, operand, name):
         if not isinstance(operand, SlicedData):

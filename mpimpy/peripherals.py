@@ -40,7 +40,7 @@ def dac_codes(slices: torch.Tensor, widths, rdac: int | None, dtype: torch.dtype
 
 
 def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileShape,
-          generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+          generator: torch.Generator, dtype: torch.dtype, return_sums: bool = False):
     """Input integers -> the DAC codes of all their slices, per array row-block, with noise.
 
     Args:
@@ -58,6 +58,8 @@ def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileSh
         (:func:`mpimpy.tiling.tile_inputs`).
         The last row-block is zero-padded to ``tile.rows``, except a single, partly filled one
         (K < rows), which keeps its K word lines: the others carry no input.
+        With ``return_sums`` also the noise-free codes summed over each row-block's word lines,
+        ``(Tk, M, n_x)``: what a digital adder fed by the DAC inputs computes.
     """
     tile = TileShape(min(tile.rows, max(q.shape[1], 1)), tile.cols)
     bits = sum(widths)
@@ -70,10 +72,11 @@ def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileSh
         codes = F.embedding(index[..., 0], table)  # the table row of every word line's input
     else:
         codes = tile_inputs(dac_codes(bit_slices(q, widths), widths, rdac, dtype), tile)
+    sums = codes.sum(1) if return_sums else None
     if vnoise > 0:
         noise = torch.randn(codes.shape, generator=generator, device=codes.device, dtype=dtype)
         codes = codes * noise.mul_(vnoise).add_(1)
-    return codes
+    return (codes, sums) if return_sums else codes
 
 
 def adc_step(full_scale: torch.Tensor, radc: int, bipolar: bool) -> torch.Tensor:

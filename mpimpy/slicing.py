@@ -13,10 +13,12 @@ bits and ``step`` shared by a block of elements:
   (a block exponent below the exponent range is clipped up, which only coarsens the step).
   A block whose exponent exceeds the range is refused with ``ValueError``, never clipped.
 
-Both formats then hold ``q`` in ``bits``-bit two's complement and cut it into slices of the
-given widths, most significant first; the first slice is the sign slice (width 1), which weighs
-``-2**(bits-1)``. The differential-pair mapping cuts ``|q|`` instead (sign-magnitude) and carries
-the sign on the slice values.
+Both formats then cut ``q`` into slices of the given widths, most significant first, in one of
+three encodings (:data:`ENCODINGS`): two's complement (the offset mapping's weights, and
+inputs), whose first slice is the 1-bit sign slice weighing ``-2**(bits-1)``; sign-magnitude
+(the differential pair's weights), which cuts ``|q|`` and carries the sign on the slice
+values; and offset binary (the bias mapping's weights, as ISAAC stores them), which cuts the
+unsigned ``q + 2**(bits-1)`` and has no sign slice.
 
 An all-zero block gets ``q = 0`` and, in INT, scale 0 (max |v| / q_max), so the device errors of
 its cells (which do read some current) are not scaled up into the result; never NaN.
@@ -34,8 +36,15 @@ QUANT_GRAN_MODES = ("per-matrix", "per-row", "per-col")
 MAX_TOTAL_BITS = 53  # beyond this an integer is no longer exact in float64
 
 
-def parse_slice_method(slice_method, name="slice_method") -> tuple[int, ...]:
-    """Validate slice widths (most significant first, the first being the 1-bit sign slice)."""
+def parse_slice_method(slice_method, name="slice_method", sign_slice: bool = True
+                       ) -> tuple[int, ...]:
+    """Validate slice widths, most significant first.
+
+    ``sign_slice``: the slices are two's complement or sign-magnitude, whose first slice is the
+    1-bit sign slice (a wider first slice would hold the sign bit together with value bits,
+    which no single shift-add weight can undo). Offset-binary slices (``mapping="bias"``
+    weights) have no sign slice and any first width.
+    """
     if isinstance(slice_method, torch.Tensor):
         slice_method = slice_method.tolist()
     if isinstance(slice_method, (str, bytes)) or not isinstance(slice_method, Sequence):
@@ -49,24 +58,55 @@ def parse_slice_method(slice_method, name="slice_method") -> tuple[int, ...]:
         raise ValueError(f"{name} must not be empty")
     if any(w <= 0 for w in widths):
         raise ValueError(f"{name} widths must be positive integers, got {widths}")
-    if widths[0] != 1:
-        raise ValueError(f"{name}[0] is the sign slice and must be 1, got {widths}")
     if sum(widths) > MAX_TOTAL_BITS:
         raise ValueError(f"{name} must total at most {MAX_TOTAL_BITS} bits, got {sum(widths)}")
+    if sign_slice:
+        check_sign_slice(widths, name)
     return tuple(widths)
 
 
-def slice_weights(widths: Sequence[int], signed_magnitude: bool = False) -> list[float]:
-    """Digital weight of each slice in the shift-add: ``2**shift``, the sign slice negative.
+def check_sign_slice(widths: Sequence[int], name="slice_method") -> None:
+    """Two's complement and sign-magnitude slices start with the 1-bit sign slice."""
+    if widths[0] != 1:
+        raise ValueError(f"{name}[0] is the sign slice and must be 1, got {list(widths)} "
+                         f"(only mapping='bias' weights, stored offset-binary, have no sign "
+                         f"slice)")
 
-    With ``signed_magnitude`` (differential pair) the sign is carried by the slice values, so the
-    sign slice weighs 0 and the others weigh ``+2**shift``.
+
+#: How a ``bits``-bit signed integer ``q`` (``|q| <= 2**(bits-1) - 1``) is cut into slices.
+#: ``"twos_complement"``: the slices of ``q mod 2**bits``; the 1-bit sign slice weighs
+#: ``-2**(bits-1)``. ``"sign_magnitude"``: the slices of ``|q|``, each carrying the sign of
+#: ``q``; the sign slice is all zero and weighs 0. ``"offset_binary"``: the slices of the
+#: unsigned ``q + 2**(bits-1)`` (the bias is removed after the shift-add), all weights positive.
+ENCODINGS = ("twos_complement", "sign_magnitude", "offset_binary")
+
+
+def encoding_bias(widths: Sequence[int], encoding: str) -> int:
+    """What the slices' shift-add holds beyond ``q``: ``2**(bits-1)`` for offset binary, else 0."""
+    return 2 ** (sum(widths) - 1) if encoding == "offset_binary" else 0
+
+
+def slice_weights(widths: Sequence[int], encoding: str = "twos_complement") -> list[float]:
+    """Digital weight of each slice in the shift-add: ``2**shift`` (see :data:`ENCODINGS`).
+
+    Two's complement: the sign slice weighs ``-2**(bits-1)``. Sign-magnitude: the sign is
+    carried by the slice values, so the sign slice weighs 0. Offset binary: every slice weighs
+    ``+2**shift`` and the sum is ``q + 2**(bits-1)``.
     """
+    _check_encoding(encoding)
     bits = sum(widths)
     shifts = [bits - sum(widths[: i + 1]) for i in range(len(widths))]
     weights = [float(2**s) for s in shifts]
-    weights[0] = 0.0 if signed_magnitude else -float(2 ** (bits - 1))
+    if encoding == "twos_complement":
+        weights[0] = -float(2 ** (bits - 1))
+    elif encoding == "sign_magnitude":
+        weights[0] = 0.0
     return weights
+
+
+def _check_encoding(encoding):
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
 
 
 def block_shape(quant_gran, shape: tuple[int, int], tile: TileShape, transpose: bool):
@@ -173,30 +213,35 @@ def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int
     return q[: values.shape[0], : values.shape[1]].to(integer_dtype(bits)), block_step
 
 
-def bit_slices(q: torch.Tensor, widths: Sequence[int], signed_magnitude: bool = False):
+def bit_slices(q: torch.Tensor, widths: Sequence[int], encoding: str = "twos_complement"):
     """Cut integers into bit slices, most significant first.
 
     Args:
         q: integer tensor of any shape with ``|q| <= 2**(bits-1) - 1``, ``bits = sum(widths)``.
-        widths: slice widths, the first being the 1-bit sign slice.
-        signed_magnitude: cut ``|q|`` and give each slice the sign of ``q`` (differential pair;
-            the sign slice is then all zero) instead of cutting the two's complement.
+        widths: slice widths (two's complement and sign-magnitude: the first is the 1-bit sign
+            slice).
+        encoding: one of :data:`ENCODINGS`.
 
     Returns:
-        tensor ``(len(widths), *q.shape)`` of ``q``'s dtype. Two's complement slices lie in
-        ``[0, 2**w - 1]``; signed-magnitude slices in ``[-(2**w - 1), 2**w - 1]``.
-        ``sum(slices[i] * slice_weights(widths, signed_magnitude)[i]) == q``.
+        tensor ``(len(widths), *q.shape)`` of ``q``'s dtype. Two's complement and offset-binary
+        slices lie in ``[0, 2**w - 1]``; sign-magnitude slices in ``[-(2**w - 1), 2**w - 1]``.
+        ``sum(slices[i] * slice_weights(widths, encoding)[i]) == q + encoding_bias(widths,
+        encoding)``.
     """
+    _check_encoding(encoding)
     bits = sum(widths)
     shifts = torch.tensor(
         [bits - sum(widths[: i + 1]) for i in range(len(widths))], device=q.device, dtype=q.dtype
     )
     masks = torch.tensor([2**w - 1 for w in widths], device=q.device, dtype=q.dtype)
     view = (-1,) + (1,) * q.dim()
-    if signed_magnitude:
+    if encoding == "sign_magnitude":
         slices = (q.abs().unsqueeze(0) >> shifts.view(view)) & masks.view(view)
         return slices * torch.sign(q).unsqueeze(0)
-    unsigned = torch.remainder(q, 2**bits)  # two's complement as an unsigned integer
+    if encoding == "offset_binary":
+        unsigned = q + 2 ** (bits - 1)
+    else:
+        unsigned = torch.remainder(q, 2**bits)  # two's complement as an unsigned integer
     return (unsigned.unsqueeze(0) >> shifts.view(view)) & masks.view(view)
 
 
@@ -205,7 +250,11 @@ class SlicedData:
 
     Args:
         slice_method: slice widths, most significant first, e.g. ``[1, 1, 2, 4]`` (a 1-D tensor,
-            as in the original mPimPy, or any sequence). The first is the sign slice and must be 1.
+            as in the original mPimPy, or any sequence). For two's complement and sign-magnitude
+            operands (inputs, and the weights of the offset and differential-pair mappings) the
+            first is the sign slice and must be 1; the bias mapping stores weights offset-binary,
+            where the widths are those of the unsigned biased integer (e.g. ``[2] * 8``). The
+            rule is checked when the operand is sliced for an engine, which knows the mapping.
         bw_e: exponent bits of block floating point; ``None`` for INT.
         is_weight: the operand will be programmed into arrays; its slice widths are then checked
             against the engine's ``g_level`` when it is sliced (they are checked again when
@@ -225,7 +274,9 @@ class SlicedData:
 
     def __init__(self, slice_method, bw_e=None, is_weight=False, paral_size=(64, 64),
                  quant_gran=None, device=None, input_en=False):
-        self.slice_method = parse_slice_method(slice_method)
+        # the sign-slice rule depends on how the operand is encoded, which the engine knows:
+        # it is checked when the operand is sliced for an engine
+        self.slice_method = parse_slice_method(slice_method, sign_slice=False)
         if bw_e is not None:
             if isinstance(bw_e, bool) or not float(bw_e).is_integer() or not 2 <= bw_e <= 11:
                 raise ValueError(f"bw_e must be None (INT) or an integer in [2, 11], got {bw_e!r}")
@@ -274,9 +325,11 @@ class SlicedData:
             raise TypeError(f"data must be real numbers, got dtype {data.dtype}")
         if data.dim() == 0:
             raise ValueError("data must have at least one dimension, got a scalar")
+        transpose = bool(transpose)
         if self.is_weight:
             engine.check_weight_widths(self.slice_method, "slice_method")
-        transpose = bool(transpose)
+        elif transpose:
+            engine.check_input_widths(self.slice_method, "slice_method")
         matrix = self._as_matrix(data, transpose)
         block = block_shape(self.quant_gran, tuple(matrix.shape), self.paral_size, transpose)
         q, block_step = quantize(matrix, self.bits, self.bw_e, block)  # checks finiteness too

@@ -50,10 +50,15 @@ def tile_weights(values: torch.Tensor, tile: TileShape) -> torch.Tensor:
     return padded.view(n, tk, tile.rows, tn, tile.cols).permute(0, 1, 3, 2, 4).contiguous()
 
 
-def arrays_to_columns(arrays: torch.Tensor, n: int) -> torch.Tensor:
-    """(n_arrays, Tk, Tn, rows, cols) -> (Tk, rows, n_arrays * n): the arrays of one row-block
-    side by side (array-major), the layout in which one matrix product reads them all. Only the
-    first ``n`` columns are kept: the padding columns' outputs are never used."""
+def arrays_to_columns(arrays: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """(n_arrays, Tk, Tn, rows, cols) -> (Tk, rows, n_arrays * len(columns)): the arrays of one
+    row-block side by side (array-major), the layout in which one matrix product reads them all.
+    Only the ``columns`` read are kept (indices into the ``Tn * cols`` columns of a row-block,
+    see :attr:`mpimpy.devices.ProgrammedArrays.columns`): padding columns are never used."""
     n_arrays, tk, tn, rows, cols = arrays.shape
-    columns = arrays.permute(1, 3, 0, 2, 4).reshape(tk, rows, n_arrays, tn * cols)
-    return columns[..., :n].reshape(tk, rows, n_arrays * n)
+    side_by_side = arrays.permute(1, 3, 0, 2, 4).reshape(tk, rows, n_arrays, tn * cols)
+    if bool((columns == torch.arange(len(columns), device=columns.device)).all()):
+        # the first columns, in order (no unit columns): a slice, no gather
+        return side_by_side[..., :len(columns)].reshape(tk, rows, n_arrays * len(columns))
+    picked = side_by_side.index_select(-1, columns.to(side_by_side.device))
+    return picked.reshape(tk, rows, n_arrays * len(columns))

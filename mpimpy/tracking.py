@@ -525,7 +525,9 @@ def log_simulation(
     :class:`mpimpy.SlicedData` operands; ``y_ideal`` the exact product; ``sim_time_s`` the
     simulation's wall time; ``seed`` the seed the notebook used. Every hardware and slicing
     setting (:func:`simulation_params`) plus ``extra_params`` is logged; see :func:`log_result`
-    for metrics, tags and artifacts. Returns the computed metrics.
+    for metrics, tags and artifacts. The engine's last product is also priced
+    (:func:`simulation_cost`: its own technology, else ISAAC's 32 nm components) and logged with
+    :func:`log_cost`. Returns the computed metrics, cost metrics included.
 
     Typical notebook use (the runner's run is picked up by itself)::
 
@@ -534,7 +536,8 @@ def log_simulation(
     """
     params = simulation_params(engine, x, mat)
     params.update(extra_params or {})
-    return log_result(
+    cost = simulation_cost(engine)
+    metrics = log_result(
         y_sim,
         y_ideal,
         sim_time_s=sim_time_s,
@@ -546,6 +549,62 @@ def log_simulation(
         extra_metrics=extra_metrics,
         plots=plots,
     )
+    if cost is not None:
+        metrics.update(log_cost(cost, run=run))
+    return metrics
+
+
+#: The cost metrics every logged simulation carries (see :func:`log_cost`).
+COST_METRICS = ("energy_J", "energy_per_mac_pJ", "latency_s", "area_mm2", "tops_per_w")
+#: The technology a run's costs are priced with when its engine has none.
+DEFAULT_TECHNOLOGY = "isaac-32nm"
+
+
+def simulation_cost(engine):
+    """The cost of ``engine``'s last product: ``engine.last_cost`` when the engine has a
+    technology, else its schedule priced with :data:`DEFAULT_TECHNOLOGY` (whose fixed energy
+    per cell needs no power measurement); ``None`` if it has run no product."""
+    if getattr(engine, "last_cost", None) is not None:
+        return engine.last_cost
+    schedule = getattr(engine, "last_schedule", None)
+    if schedule is None:
+        return None
+    from mpimpy.cost import report
+
+    return report(schedule, DEFAULT_TECHNOLOGY)
+
+
+def log_cost(report, *, run=None, layers: Mapping[str, Any] | None = None,
+             extra_metrics: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Log a :class:`mpimpy.cost.CostReport` to a run.
+
+    Metrics :data:`COST_METRICS` (plus ``power_W``, ``throughput_mac_per_s``, ``adc_conversions``
+    and ``energy_<component>_J`` for each component, and ``extra_metrics``), the tags
+    ``cost.technology`` and ``cost.array_energy_model``, the breakdown as a table
+    (``cost/breakdown.csv``) and as a stacked-bar figure (``plots/cost_breakdown.png``);
+    ``layers`` (``{name: report}``, a network's layers) adds one bar per layer. Returns the
+    metrics logged.
+    """
+    from mpimpy.studies.plots import cost_breakdown_plot
+
+    tracked = _resolve_run(run)
+    values = report.as_dict()
+    names = (*COST_METRICS, "power_W", "throughput_mac_per_s", "adc_conversions",
+             *(k for k in values if k.startswith("energy_") and k.endswith("_J")
+               and k != "energy_J"))
+    metrics = {k: float(values[k]) for k in dict.fromkeys(names)}
+    metrics.update({k: float(v) for k, v in (extra_metrics or {}).items()})
+    logged = tracked.log_metrics(metrics)
+    tracked.set_tags({"cost.technology": report.technology,
+                      "cost.array_energy_model": report.array_energy_model})
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "breakdown.csv"
+        report.breakdown_table().to_csv(table, index=False)
+        tracked.log_artifact(table, "cost")
+        figure = cost_breakdown_plot(dict(layers) if layers else report,
+                                     Path(tmp) / "cost_breakdown.png")
+        tracked.log_artifact(figure, "plots")
+    return logged
 
 
 def store_summary(uri: str | None = None) -> str:
@@ -558,7 +617,9 @@ def store_summary(uri: str | None = None) -> str:
 
 
 __all__ = [
+    "COST_METRICS",
     "DEFAULT_EXPERIMENT",
+    "DEFAULT_TECHNOLOGY",
     "SNR_CAP_DB",
     "TrackedRun",
     "artifact_root",
@@ -567,11 +628,13 @@ __all__ = [
     "environment_info",
     "get_client",
     "git_commit",
+    "log_cost",
     "log_result",
     "log_simulation",
     "loggable_metrics",
     "number_format",
     "project_root",
+    "simulation_cost",
     "simulation_params",
     "sqlite_path",
     "start_run",

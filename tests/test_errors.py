@@ -48,7 +48,6 @@ def test_wrong_types(kwargs):
 @pytest.mark.parametrize(
     "widths, match",
     [
-        ([2, 2, 4], r"slice_method\[0\] is the sign slice and must be 1"),
         ([1, 0, 4], "widths must be positive"),
         ([1, -2, 4], "widths must be positive"),
         ([], "must not be empty"),
@@ -58,6 +57,36 @@ def test_wrong_types(kwargs):
 def test_bad_slice_methods(widths, match):
     with pytest.raises(ValueError, match=match):
         SlicedData(widths)
+
+
+@pytest.mark.parametrize("mapping", ["offset", "diffpair", "bias"])
+def test_the_sign_slice_rule_follows_the_encoding(mapping):
+    """Inputs and two's complement / sign-magnitude weights start with the 1-bit sign slice;
+    offset-binary weights (the bias mapping) have none. Checked when sliced for an engine."""
+    engine = DPETensor(mapping=mapping)
+    data = torch.randn(4, 4, dtype=torch.float64)
+    widths = [2, 2, 2]
+    with pytest.raises(ValueError, match=r"slice_method\[0\] is the sign slice and must be 1"):
+        SlicedData(widths).slice_data_imp(engine, data, transpose=True)  # an input
+    weights = SlicedData(widths, is_weight=True)
+    if mapping == "bias":
+        weights.slice_data_imp(engine, data)  # offset binary: any widths
+    else:
+        with pytest.raises(ValueError, match=r"sign slice and must be 1"):
+            weights.slice_data_imp(engine, data)
+    # the engine checks operands that were sliced without saying what they are
+    x, mat = SlicedData([1, 3]), SlicedData(widths)
+    x.slice_data_imp(engine, data)
+    mat.slice_data_imp(engine, data)
+    if mapping == "bias":
+        engine(x, mat)
+    else:
+        with pytest.raises(ValueError, match="sign slice"):
+            engine(x, mat)
+    bad_x = SlicedData(widths)
+    bad_x.slice_data_imp(engine, data)
+    with pytest.raises(ValueError, match="sign slice"):
+        engine(bad_x, SlicedData([1, 3]).slice_data_imp(engine, data))
 
 
 def test_bad_bw_e_and_quant_gran():

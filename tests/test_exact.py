@@ -17,18 +17,26 @@ from hypothesis import strategies as st
 from mpimpy import DPETensor, SlicedData
 
 
+def compositions(total_bits, max_width):
+    """All lists of widths <= max_width adding up to total_bits, most significant first."""
+    if total_bits == 0:
+        return [[]]
+    return [[w, *tail] for w in range(1, min(total_bits, max_width) + 1)
+            for tail in compositions(total_bits - w, max_width)]
+
+
 def splits(total_bits, max_width):
-    """All slice methods [1, ...] with the given total and widths <= max_width."""
+    """All slice methods [1, ...] (a sign slice first) with the given total and widths <=
+    max_width."""
+    return [[1, *rest] for rest in compositions(total_bits - 1, max_width)]
 
-    def rest(n):
-        if n == 0:
-            yield []
-            return
-        for w in range(1, min(n, max_width) + 1):
-            for tail in rest(n - w):
-                yield [w, *tail]
 
-    return [[1, *r] for r in rest(total_bits - 1)]
+def any_splits(total_bits, max_width):
+    """Slice methods whose first width is free too (offset-binary weights have no sign slice)."""
+    return compositions(total_bits, max_width)
+
+
+MAPPINGS = ["offset", "diffpair", "bias", "bias+unit"]
 
 
 def exact_g_level(widths):
@@ -37,8 +45,12 @@ def exact_g_level(widths):
 
 
 def noise_free_engine(widths_w, mapping="offset", **kwargs):
+    """``mapping`` is an engine mapping, or ``"bias+unit"`` for the bias mapping with unit
+    columns."""
     kwargs.setdefault("rdac", None)
     kwargs.setdefault("radc", None)
+    if mapping == "bias+unit":
+        mapping, kwargs["unit_column"] = "bias", True
     return DPETensor(
         var=0.0,
         vnoise=0.0,
@@ -74,7 +86,9 @@ def products(draw):
     # blocks along K must cover whole arrays: a multiple of rows, or the whole axis
     gran_x = draw(st.sampled_from([None, "per-matrix", "per-row", (rows * 2, 3)]))
     gran_w = draw(st.sampled_from([None, "per-matrix", "per-col", (rows, 2)]))
-    mapping = draw(st.sampled_from(["offset", "diffpair"]))
+    mapping = draw(st.sampled_from(MAPPINGS))
+    if mapping.startswith("bias"):
+        w_widths = draw(st.sampled_from(any_splits(bits_w, 4)))
     seed = draw(st.integers(0, 2**31))
     return dict(
         rows=rows,

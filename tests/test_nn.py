@@ -482,9 +482,11 @@ def test_unsupported_layers_stay_digital():
 def test_layer_snr_matches_a_manual_computation():
     torch.manual_seed(13)
     engine = noisy_engine(var=0.2, adc_range="full")  # a fixed range: batching changes nothing
-    model = nn.Sequential(nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 4))
+    # float64, so that batches of 20 and of 50 give the same products to round-off (float32
+    # matrix products round differently with the batch size)
+    model = nn.Sequential(nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 4)).double()
     converted = mnn.convert(model, engine, seed=0).eval()
-    x = torch.randn(50, 32)
+    x = torch.randn(50, 32, dtype=torch.float64)
     snr = mnn.layer_snr(converted, x, batch_size=20)
     with torch.no_grad():
         h = converted[0](x)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mpimpy import DPETensor, SlicedData
-from mpimpy.slicing import bit_slices, quantize, slice_weights
+from mpimpy.slicing import ENCODINGS, bit_slices, encoding_bias, quantize, slice_weights
 
 ENGINE = DPETensor()
 
@@ -32,15 +32,30 @@ def test_slices_reassemble_exactly(bits_and_values, data):
     widths = [1] + [b - a for a, b in zip(edges, edges[1:], strict=False) if b > a]
     assert sum(widths) == bits
     q = torch.tensor(values)
-    for signed_magnitude in (False, True):
-        slices = bit_slices(q, widths, signed_magnitude)
-        weights = slice_weights(widths, signed_magnitude)
+    for encoding in ENCODINGS:
+        slices = bit_slices(q, widths, encoding)
+        weights = slice_weights(widths, encoding)
         rebuilt = sum(int(w) * s for w, s in zip(weights, slices, strict=True))
-        assert torch.equal(rebuilt, q)
+        assert torch.equal(rebuilt, q + encoding_bias(widths, encoding))
         for w, s in zip(widths, slices, strict=True):
             assert int(s.abs().max()) <= 2**w - 1
-        if not signed_magnitude:
+        if encoding != "sign_magnitude":
             assert int(slices.min()) >= 0
+
+
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=6), st.data())
+def test_offset_binary_slices_any_widths(widths, data):
+    """Offset binary has no sign slice: any widths cut q + 2**(bits-1) exactly."""
+    bits = sum(widths)
+    values = data.draw(st.lists(st.integers(-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1),
+                                min_size=1, max_size=20))
+    q = torch.tensor(values)
+    slices = bit_slices(q, widths, "offset_binary")
+    rebuilt = sum(int(w) * s for w, s in zip(slice_weights(widths, "offset_binary"), slices,
+                                              strict=True))
+    assert torch.equal(rebuilt, q + 2 ** (bits - 1))
+    assert int(slices.min()) >= 0
+    assert all(int(s.max()) <= 2**w - 1 for w, s in zip(widths, slices, strict=True))
 
 
 def test_int_quantization_scale_is_block_max():

@@ -187,3 +187,37 @@ def test_log_simulation_with_the_simulator(client):
     assert params["device"] == "cpu" and params["dtype"].startswith("torch.")
     assert logged.data.tags["format"] == "FP"
     assert 0 < logged.data.metrics["RE"] < 1
+
+
+def test_log_simulation_logs_what_the_product_costs(client):
+    torch = pytest.importorskip("torch")
+    from mpimpy import DPETensor, SlicedData, cost
+
+    physics = {"preset": "isaac-32nm", "array_energy_per_cell": None}
+    for technology, model in ((None, "per-cell"), (physics, "physics")):
+        engine = DPETensor(var=0.02, seed=1, technology=technology)
+        x_data, w_data = torch.randn(16, 32), torch.randn(32, 8)
+        x = SlicedData([1, 1, 2, 4], paral_size=(32, 32)).slice_data_imp(engine, x_data,
+                                                                          transpose=True)
+        mat = SlicedData([1, 1, 2, 4], paral_size=(32, 32)).slice_data_imp(engine, w_data)
+        y = engine(x, mat)
+        with tracking.start_run("simulator-cost") as run:
+            metrics = tracking.log_simulation(engine, x, mat, y, x_data @ w_data,
+                                              sim_time_s=0.1, seed=1)
+        logged = client.get_run(run.run_id)
+        expected = cost.report(engine.last_schedule, technology or "isaac-32nm")
+        for name in tracking.COST_METRICS:
+            assert logged.data.metrics[name] == pytest.approx(expected.as_dict()[name])
+            assert metrics[name] == pytest.approx(expected.as_dict()[name])
+        assert logged.data.metrics["energy_adc_J"] == pytest.approx(
+            expected.energy_breakdown["adc"])
+        assert logged.data.tags["cost.technology"] == "isaac-32nm"
+        assert logged.data.tags["cost.array_energy_model"] == model
+        paths = {a.path for a in client.list_artifacts(run.run_id, "plots")}
+        assert "plots/cost_breakdown.png" in paths
+        table = client.download_artifacts(run.run_id, "cost/breakdown.csv")
+        import pandas as pd
+
+        rows = pd.read_csv(table)
+        assert set(rows["component"]) == set(cost.COMPONENTS)
+        assert rows["energy_J"].sum() == pytest.approx(expected.energy)

@@ -14,13 +14,15 @@
 * :class:`MemLinear`, :class:`MemConv2d`: drop-in ``nn.Linear`` / ``nn.Conv2d`` whose products
   run on the engine (weights programmed once, inputs sliced per pass, bias digital).
 * :func:`convert` / :func:`to_digital`: whole models, both ways; :func:`program` re-programs.
+* :func:`cost_report`: energy, latency and area of every layer and per inference
+  (:mod:`mpimpy.cost`).
 * Training: train a converted model as usual for noise-aware training (new variation each
   step, straight-through gradients back through the weights the arrays held);
   :mod:`mpimpy.nn.training` has the loops and :func:`accuracy_over_programs` evaluates a model
   on several programmings (chips).
 """
 
-from .analysis import layer_snr
+from .analysis import NetworkCost, cost_report, layer_snr
 from .convert import CONVERTIBLE, convert, convertible_layers, mem_layers, program, to_digital
 from .layers import MEM_LAYERS, MemConv2d, MemLayerMixin, MemLinear, MemMatmul
 from .models import MLP, SmallCNN, build_model
@@ -34,6 +36,7 @@ __all__ = [
     "MemLayerMixin",
     "MemLinear",
     "MemMatmul",
+    "NetworkCost",
     "SmallCNN",
     "accuracy",
     "accuracy_over_programs",
@@ -41,6 +44,7 @@ __all__ = [
     "confusion_matrix",
     "convert",
     "convertible_layers",
+    "cost_report",
     "layer_snr",
     "mem_layers",
     "predict",

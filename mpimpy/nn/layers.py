@@ -175,6 +175,9 @@ class MemLayerMixin:
                                                        device=self.weight.device))
         self._mats = None  # one programmed SlicedData per group
         self._key = None  # what the programmed arrays were made from
+        #: the :class:`mpimpy.cost.Schedule` of the last forward pass, one per group (what
+        #: :func:`mpimpy.nn.cost_report` prices)
+        self.last_schedules = []
 
     # -- operands ----------------------------------------------------------------------------
     def _x_operand(self):
@@ -254,14 +257,19 @@ class MemLayerMixin:
                              f"runs on {engine.device}")
         groups, m, k = x.shape
         rows = max(1, self.chunk_elements // max(k, 1))
-        outs = []
+        outs, schedules = [], []
         for g, mat in enumerate(self._mats):
-            parts = []
+            parts, schedule = [], None
             for start in range(0, m, rows):
                 xs = self._x_operand()
                 xs.slice_data_imp(engine, x[g, start:start + rows], transpose=True)
                 parts.append(engine(xs, mat))
+                # the chunks ran on the same arrays, one after the other
+                schedule = engine.last_schedule if schedule is None else \
+                    schedule.merge(engine.last_schedule)
             outs.append(parts[0] if len(parts) == 1 else torch.cat(parts))
+            schedules.append(schedule)
+        self.last_schedules = schedules
         y = torch.stack(outs)
         return y.to(x.device)
 

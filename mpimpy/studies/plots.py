@@ -73,4 +73,33 @@ def error_histogram(
     return Path(path)
 
 
-__all__ = ["MAX_SCATTER_POINTS", "error_histogram", "scatter_plot"]
+def cost_breakdown_plot(reports, path: str | Path, *, title: str | None = None) -> Path:
+    """Stacked bars of energy per MAC by component, one bar per report.
+
+    ``reports``: a :class:`mpimpy.cost.CostReport`, or a dict ``{label: report}`` (e.g. the
+    layers of a network).
+    """
+    from mpimpy.cost import COMPONENTS
+
+    if not isinstance(reports, dict):
+        reports = {"product": reports}
+    labels = list(reports)
+    fig, ax = _figure()
+    bottom = np.zeros(len(labels))
+    for component in COMPONENTS:
+        heights = np.array([r.energy_breakdown.get(component, 0.0) / r.macs * 1e12
+                            if r.macs else 0.0 for r in reports.values()])
+        if heights.any():
+            ax.bar(labels, heights, bottom=bottom, label=component)
+            bottom += heights
+    ax.set_xlabel("product" if len(labels) == 1 else "layer")
+    ax.set_ylabel("energy per MAC (pJ)")
+    technology = next(iter(reports.values())).technology
+    ax.set_title(title or f"Energy per MAC by component ({technology})")
+    ax.legend(loc="upper left", fontsize="small", ncols=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
+
+
+__all__ = ["MAX_SCATTER_POINTS", "cost_breakdown_plot", "error_histogram", "scatter_plot"]
