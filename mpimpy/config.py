@@ -29,6 +29,24 @@ def resolve_device(device) -> torch.device:
         device = torch.device("cuda", torch.cuda.current_device())
     return device
 ADC_RANGE_MODES = ("full", "calibrated")
+#: How a slice value becomes a conductance level or a DAC code (see ``level_mapping``).
+LEVEL_MAPPINGS = ("integer", "spread")
+
+
+def level_scale(width: int, levels: int, level_mapping: str) -> float:
+    """Levels (or DAC codes) per unit of a ``width``-bit slice value on a device (or DAC) of
+    ``levels`` levels: a value ``v`` is written to level ``round(v * level_scale)``.
+
+    ``"integer"``: ``(levels - 1) // (2**width - 1)``, so every value lands on a level that is
+    exactly ``v`` times a constant (whenever ``2**width <= levels``; a coarser device falls back
+    to the spread). ``"spread"`` (the original mPimPy): ``(levels - 1) / (2**width - 1)``,
+    which uses the whole range but rounds when ``levels - 1`` is not a multiple of
+    ``2**width - 1``.
+    """
+    top = 2**width - 1
+    if level_mapping == "integer" and levels - 1 >= top:
+        return float((levels - 1) // top)
+    return (levels - 1) / top
 
 
 def _check_real(name, value, low=None, high=None, low_open=False, high_open=False):
@@ -93,6 +111,15 @@ class CrossbarConfig:
         g_level : int
             Number of programmable conductance levels between LGS and HGS, inclusive (>= 2).
             A weight slice of width ``w`` needs ``2**w <= g_level``.
+        level_mapping : "integer" or "spread"
+            How a slice value ``v`` of width ``w`` becomes a conductance level, and an input
+            slice value a DAC code. ``"integer"`` (default): level ``v * ((g_level - 1) //
+            (2**w - 1))``, exact whenever ``2**w <= g_level`` (the top levels stay unused when
+            ``g_level - 1`` is not a multiple of ``2**w - 1``). ``"spread"``, the original
+            mPimPy's: ``round(v / (2**w - 1) * (g_level - 1))``, the whole range but rounded
+            (``[1, 3, 4]`` slices on 16 levels are 5 % off the exact product without noise).
+            The DAC likewise with ``rdac`` codes (a DAC of fewer than ``2**w`` codes rounds
+            either way).
 
     Non-idealities
         var : float
@@ -159,6 +186,7 @@ class CrossbarConfig:
     HGS: float = 1e-5
     LGS: float = 1e-7
     g_level: int = 16
+    level_mapping: str = "integer"
     var: float = 0.05
     read_noise: float = 0.0
     vnoise: float = 0.05
@@ -178,6 +206,9 @@ class CrossbarConfig:
         if self.HGS <= self.LGS:
             raise ValueError(f"HGS must be > LGS, got HGS={self.HGS!r} and LGS={self.LGS!r}")
         _check_int("g_level", self.g_level, 2)
+        if self.level_mapping not in LEVEL_MAPPINGS:
+            raise ValueError(f"level_mapping must be one of {LEVEL_MAPPINGS}, got "
+                             f"{self.level_mapping!r}")
         for name in ("var", "read_noise", "vnoise"):
             _check_real(name, getattr(self, name), low=0.0)
         _check_real("stuck_fault_ratio", self.stuck_fault_ratio, low=0.0, high=1.0)
@@ -249,4 +280,5 @@ class TileShape:
         return cls(rows, cols)
 
 
-__all__ = ["CrossbarConfig", "TileShape", "MAPPINGS", "WEIGHT_ENCODINGS", "ADC_RANGE_MODES"]
+__all__ = ["CrossbarConfig", "TileShape", "MAPPINGS", "WEIGHT_ENCODINGS", "ADC_RANGE_MODES",
+           "LEVEL_MAPPINGS", "level_scale"]

@@ -1,7 +1,9 @@
 """Stage 3: program weight slices into memristor conductances.
 
-A slice value ``v`` of width ``w`` becomes the level ``round(v / (2**w - 1) * (g_level - 1))`` and
-the conductance ``G = LGS + level * (HGS - LGS) / (g_level - 1)`` (siemens). Non-idealities drawn
+A slice value ``v`` of width ``w`` becomes the level ``v * ((g_level - 1) // (2**w - 1))``
+(``level_mapping="integer"``; the original mPimPy's ``"spread"`` rounds
+``v / (2**w - 1) * (g_level - 1)``, see :func:`mpimpy.config.level_scale`) and the conductance
+``G = LGS + level * (HGS - LGS) / (g_level - 1)`` (siemens). Non-idealities drawn
 once, at programming time, and kept until the weights are programmed again:
 
 * device-to-device variation: ``G *= exp(N(0, var))`` (a lognormal factor; var is its sigma);
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import CrossbarConfig, TileShape
+from .config import CrossbarConfig, TileShape, level_scale
 from .slicing import bit_slices
 from .tiling import n_tiles, tile_weights
 
@@ -107,8 +109,9 @@ def program(slices: torch.Tensor, widths, cfg: CrossbarConfig, tile: TileShape,
     diffpair = cfg.mapping == "diffpair"
     check_widths(widths, cfg.g_level, "slice_method of the weights", skip_sign=diffpair)
     index = tuple(range(1 if diffpair else 0, len(widths)))
-    full_scale = torch.tensor([2 ** widths[i] - 1 for i in index], dtype=torch.float64,
-                              device=slices.device).view(-1, 1, 1)
+    scale = torch.tensor([level_scale(widths[i], cfg.g_level, cfg.level_mapping)
+                          for i in index], dtype=torch.float64,
+                         device=slices.device).view(-1, 1, 1)
     values = slices[list(index)].to(torch.float64)
     k, n = slices.shape[1:]
     columns = torch.arange(n, device=slices.device)
@@ -122,7 +125,7 @@ def program(slices: torch.Tensor, widths, cfg: CrossbarConfig, tile: TileShape,
         unit_columns = n_tiles(n, tile.cols - 1)
 
     def levels(v):
-        return torch.round(v / full_scale * (cfg.g_level - 1))
+        return torch.round(v * scale)
 
     if diffpair:
         positive = _conductance(tile_weights(levels(v=values.clamp(min=0)), tile), cfg, generator)

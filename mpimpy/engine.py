@@ -40,11 +40,11 @@ import itertools
 
 import torch
 
-from .config import CrossbarConfig, resolve_device
+from .config import CrossbarConfig, level_scale, resolve_device
 from .cost import Schedule, converter_bits, resolve_technology
 from .crossbar import read_currents, read_matrix, read_noise_matrix, read_power
 from .devices import ProgrammedArrays, check_widths, program
-from .peripherals import adc_step, convert, dac_full_scale, drive
+from .peripherals import adc_step, convert, dac_full_scale, dac_scale, drive
 from .slicing import SlicedData, bit_slices, check_sign_slice, encoding_bias, slice_weights
 from .tiling import check_block_alignment
 
@@ -61,8 +61,9 @@ class DPETensor:
 
     Args:
         HGS, LGS, g_level, var, vnoise, wire_resistance, rdac, radc, vread, stuck_fault_ratio,
-        stuck_fault_value, read_noise, mapping, adc_range: hardware settings, documented with
-            their units and ranges in :class:`~mpimpy.config.CrossbarConfig`.
+        stuck_fault_value, read_noise, mapping, adc_range, unit_column, level_mapping: hardware
+            settings, documented with their units and ranges in
+            :class:`~mpimpy.config.CrossbarConfig`.
         seed: an int, a ``torch.Generator`` on the engine's device, or ``None`` to draw a seed
             from torch's global generator (so ``torch.manual_seed`` makes runs repeatable). The
             same seed and the same sequence of calls give bit-identical results.
@@ -82,9 +83,10 @@ class DPETensor:
                  wire_resistance=0.0, rdac=2**4, radc=2**8, vread=0.1, stuck_fault_ratio=0.0,
                  stuck_fault_value=0, read_noise=0.0, mapping="offset", adc_range="full",
                  seed=None, device=None, chunk_elements=2**22, calibration_elements=2**27,
-                 unit_column=False, technology=None):
+                 unit_column=False, level_mapping="integer", technology=None):
         self.config = CrossbarConfig(
-            HGS=HGS, LGS=LGS, g_level=g_level, var=var, read_noise=read_noise, vnoise=vnoise,
+            HGS=HGS, LGS=LGS, g_level=g_level, level_mapping=level_mapping, var=var,
+            read_noise=read_noise, vnoise=vnoise,
             stuck_fault_ratio=stuck_fault_ratio, stuck_fault_value=stuck_fault_value, rdac=rdac,
             radc=radc, adc_range=adc_range, vread=vread, mapping=mapping,
             unit_column=unit_column, wire_resistance=wire_resistance,
@@ -198,7 +200,8 @@ class DPETensor:
         the value of one level in units of that slice."""
         cfg = self.config
         weights = slice_weights(mat.slice_method, cfg.weight_encoding)
-        return torch.tensor([weights[i] * (2 ** mat.slice_method[i] - 1) / (cfg.g_level - 1)
+        return torch.tensor([weights[i] / level_scale(mat.slice_method[i], cfg.g_level,
+                                                      cfg.level_mapping)
                              for i in arrays.slice_index], dtype=torch.float64)
 
     def effective_weights(self, mat: SlicedData, dtype: torch.dtype = torch.float64
@@ -273,9 +276,10 @@ class DPETensor:
         # columns it is removed digitally, from the noise-free DAC codes summed per row-block
         digital_bias = cfg.mapping == "bias" and not cfg.unit_column
         codes, code_sums = drive(qx, x.slice_method, cfg.rdac, cfg.vnoise, tile,
-                                 self.generator, dtype, return_sums=True) if digital_bias \
-            else (drive(qx, x.slice_method, cfg.rdac, cfg.vnoise, tile, self.generator, dtype),
-                  None)  # codes (Tk, rows, M, n_x), sums (Tk, M, n_x)
+                                 self.generator, dtype, return_sums=True,
+                                 level_mapping=cfg.level_mapping) if digital_bias \
+            else (drive(qx, x.slice_method, cfg.rdac, cfg.vnoise, tile, self.generator, dtype,
+                        level_mapping=cfg.level_mapping), None)  # (Tk, rows, M, n_x), (Tk, M, n_x)
         if k < tile.rows:
             # One row-block, partly filled: the word lines past K carry no input, so they need
             # not be multiplied (the ADC's full scale below still counts every row).
@@ -286,8 +290,9 @@ class DPETensor:
         # slice's power of two (negative for a two's complement sign slice) times the value of
         # one DAC code or one conductance level in units of that slice.
         dac_full = dac_full_scale(x.slice_method, cfg.rdac)
-        x_weight = torch.tensor([w * (2**b - 1) / f for w, b, f in zip(
-            slice_weights(x.slice_method), x.slice_method, dac_full, strict=True)],
+        x_weight = torch.tensor([w / c for w, c in zip(
+            slice_weights(x.slice_method), dac_scale(x.slice_method, cfg.rdac,
+                                                     cfg.level_mapping), strict=True)],
             dtype=torch.float64)
         w_weight = self._array_weights(mat, arrays)
         # The ADC's worst-case current per input slice: every cell at HGS, every input at the

@@ -10,9 +10,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import TileShape
+from .config import TileShape, level_scale
 from .slicing import bit_slices
 from .tiling import tile_inputs
+
+
+def dac_scale(widths, rdac: int | None, level_mapping: str) -> list[float]:
+    """DAC codes per unit of each input slice's value (:func:`mpimpy.config.level_scale`);
+    1 for an ideal DAC, whose code is the slice value."""
+    return [1.0 if rdac is None else level_scale(w, rdac, level_mapping) for w in widths]
 
 
 def dac_full_scale(widths, rdac: int | None) -> list[int]:
@@ -24,29 +30,32 @@ def dac_full_scale(widths, rdac: int | None) -> list[int]:
 CODE_TABLE_BITS = 16
 
 
-def dac_codes(slices: torch.Tensor, widths, rdac: int | None, dtype: torch.dtype) -> torch.Tensor:
+def dac_codes(slices: torch.Tensor, widths, rdac: int | None, dtype: torch.dtype,
+              level_mapping: str = "integer") -> torch.Tensor:
     """Noise-free DAC codes of input slices (slice axis first, any shape after it).
 
-    A slice value ``u`` of width ``w`` becomes the code ``round(u / (2**w - 1) * (rdac - 1))``,
-    or ``u`` itself for an ideal DAC (``rdac=None``); the voltage is
-    ``vread * code / dac_full_scale``.
+    A slice value ``u`` of width ``w`` becomes the code ``round(u * dac_scale)``
+    (:func:`dac_scale`: ``u * ((rdac - 1) // (2**w - 1))`` with the integer mapping), or ``u``
+    itself for an ideal DAC (``rdac=None``); the voltage is ``vread * code / dac_full_scale``.
     """
     codes = slices.to(dtype)
     if rdac is not None:
-        slice_max = torch.tensor([2**w - 1 for w in widths], dtype=dtype, device=slices.device)
-        codes = torch.round(codes * ((rdac - 1) / slice_max).view(
-            (-1,) + (1,) * (slices.dim() - 1)))
+        scale = torch.tensor(dac_scale(widths, rdac, level_mapping), dtype=dtype,
+                             device=slices.device)
+        codes = torch.round(codes * scale.view((-1,) + (1,) * (slices.dim() - 1)))
     return codes
 
 
 def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileShape,
-          generator: torch.Generator, dtype: torch.dtype, return_sums: bool = False):
+          generator: torch.Generator, dtype: torch.dtype, return_sums: bool = False,
+          level_mapping: str = "integer"):
     """Input integers -> the DAC codes of all their slices, per array row-block, with noise.
 
     Args:
         q: integer ``(M, K)`` inputs, ``|q| <= 2**(bits - 1) - 1`` with ``bits = sum(widths)``.
         widths: the input slice widths (two's complement, sign slice first).
         rdac: DAC levels, or ``None`` for an ideal DAC (code = slice value).
+        level_mapping: how slice values become codes (:func:`dac_codes`).
         vnoise: relative standard deviation of each driven voltage, drawn on every call.
         tile: the array size; K is cut into row-blocks of ``tile.rows`` word lines.
         generator: random source of the voltage noise.
@@ -67,11 +76,13 @@ def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileSh
         # An input takes one of 2**bits values: cut and convert each value once, then look
         # every element up (one pass over the codes instead of one per slicing step).
         values = torch.arange(-(2 ** (bits - 1)), 2 ** (bits - 1), device=q.device)
-        table = dac_codes(bit_slices(values, widths), widths, rdac, dtype).t().contiguous()
+        table = dac_codes(bit_slices(values, widths), widths, rdac, dtype,
+                          level_mapping).t().contiguous()
         index = tile_inputs((q + 2 ** (bits - 1)).unsqueeze(0), tile, pad_value=2 ** (bits - 1))
         codes = F.embedding(index[..., 0], table)  # the table row of every word line's input
     else:
-        codes = tile_inputs(dac_codes(bit_slices(q, widths), widths, rdac, dtype), tile)
+        codes = tile_inputs(dac_codes(bit_slices(q, widths), widths, rdac, dtype, level_mapping),
+                            tile)
     sums = codes.sum(1) if return_sums else None
     if vnoise > 0:
         noise = torch.randn(codes.shape, generator=generator, device=codes.device, dtype=dtype)

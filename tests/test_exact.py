@@ -49,17 +49,10 @@ def noise_free_engine(widths_w, mapping="offset", **kwargs):
     columns."""
     kwargs.setdefault("rdac", None)
     kwargs.setdefault("radc", None)
+    kwargs.setdefault("g_level", exact_g_level(widths_w))
     if mapping == "bias+unit":
         mapping, kwargs["unit_column"] = "bias", True
-    return DPETensor(
-        var=0.0,
-        vnoise=0.0,
-        read_noise=0.0,
-        g_level=exact_g_level(widths_w),
-        mapping=mapping,
-        seed=0,
-        **kwargs,
-    )
+    return DPETensor(var=0.0, vnoise=0.0, read_noise=0.0, mapping=mapping, seed=0, **kwargs)
 
 
 def simulate(engine, x_data, w_data, x_widths, w_widths, bw_e, tile, gran_x, gran_w):
@@ -89,6 +82,11 @@ def products(draw):
     mapping = draw(st.sampled_from(MAPPINGS))
     if mapping.startswith("bias"):
         w_widths = draw(st.sampled_from(any_splits(bits_w, 4)))
+    # the integer level mapping is exact on any device that holds every slice value, whether
+    # or not g_level - 1 is a multiple of 2**w - 1 (e.g. 3-bit slices on 16 levels)
+    fewest = 2 ** max(w_widths[1:] if mapping == "diffpair" and len(w_widths) > 1
+                      else w_widths)
+    g_level = draw(st.sampled_from([exact_g_level(w_widths), fewest, fewest + 3, 64]))
     seed = draw(st.integers(0, 2**31))
     return dict(
         rows=rows,
@@ -104,6 +102,7 @@ def products(draw):
         gran_x=gran_x,
         gran_w=gran_w,
         mapping=mapping,
+        g_level=g_level,
         seed=seed,
     )
 
@@ -128,7 +127,7 @@ def test_noise_free_equals_quantized_product(p):
     if p["bw_e"] is not None:  # keep data inside a small exponent range
         limit = 2.0 ** (2 ** (p["bw_e"] - 1) - 1)
         x_data, w_data = x_data.clamp(-limit, limit), w_data.clamp(-limit, limit)
-    engine = noise_free_engine(p["w_widths"], p["mapping"])
+    engine = noise_free_engine(p["w_widths"], p["mapping"], g_level=p["g_level"])
     y, ref = simulate(
         engine,
         x_data,
@@ -170,6 +169,25 @@ def test_adc_of_one_code_unit_is_exact(mapping, bw_e):
     w_data = torch.randn(30, 11, generator=gen, dtype=torch.float64)
     y, ref = simulate(engine, x_data, w_data, widths, widths, bw_e, (rows, 4), None, None)
     assert float((y - ref).abs().max()) <= 1e-12 * float(ref.abs().max())
+
+
+@pytest.mark.parametrize("rdac", [None, 16])
+def test_slices_that_do_not_divide_the_levels_are_exact(rdac):
+    """[1, 3, 4] on 16 levels: 15 is no multiple of 7, yet with the integer level mapping every
+    3-bit value sits on a level that is the value times 2 (and a 16-code DAC drives it as the
+    value times 2): exact. The original's spread mapping rounds 3-bit values onto 15/7 levels
+    per unit, about 5 % off (8.6 % with the 16-code DAC rounding them too)."""
+    gen = torch.Generator().manual_seed(11)
+    x_data = torch.randn(50, 64, generator=gen, dtype=torch.float64)
+    w_data = torch.randn(64, 40, generator=gen, dtype=torch.float64)
+    widths = [1, 3, 4]
+    errors = {}
+    for level_mapping in ("integer", "spread"):
+        engine = noise_free_engine(widths, g_level=16, rdac=rdac, level_mapping=level_mapping)
+        y, ref = simulate(engine, x_data, w_data, widths, widths, None, (64, 64), None, None)
+        errors[level_mapping] = float(torch.linalg.norm(y - ref) / torch.linalg.norm(ref))
+    assert errors["integer"] < 1e-14
+    assert 0.03 < errors["spread"] < 0.12
 
 
 def test_same_total_bits_any_split_same_result():

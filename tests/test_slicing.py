@@ -139,11 +139,13 @@ def test_float32_data_with_steps_below_float32_range():
 
 
 @pytest.mark.parametrize("widths", [[1, 1, 2, 4], [1, 3], [1, 5, 5, 5], [1, 4, 4, 4, 4, 4]])
-@pytest.mark.parametrize("rdac", [16, None])
+@pytest.mark.parametrize("rdac, level_mapping", [(16, "integer"), (16, "spread"), (None, None)])
 @pytest.mark.parametrize("k", [5, 64, 150])
-def test_drive_codes_every_slice_of_every_element(widths, rdac, k):
+def test_drive_codes_every_slice_of_every_element(widths, rdac, level_mapping, k):
     """The DAC codes (a table lookup up to CODE_TABLE_BITS, sliced element-wise beyond) against
-    Python integers: two's complement, cut, scaled to the DAC, laid out per row-block."""
+    Python integers: two's complement, cut, scaled to the DAC (a 3-bit value u becomes 2u on
+    16 codes with the integer mapping, round(15u / 7) with the spread; 5-bit values on 16 codes
+    round either way), laid out per row-block."""
     from mpimpy.config import TileShape
     from mpimpy.peripherals import CODE_TABLE_BITS, drive
 
@@ -154,7 +156,8 @@ def test_drive_codes_every_slice_of_every_element(widths, rdac, k):
     q = torch.randint(-limit, limit + 1, (3, k), generator=gen, dtype=torch.int32)
     q[0, :2] = torch.tensor([-limit, limit])
     rows = 64
-    codes = drive(q, widths, rdac, 0.0, TileShape(rows, 8), gen, torch.float64)
+    codes = drive(q, widths, rdac, 0.0, TileShape(rows, 8), gen, torch.float64,
+                  level_mapping=level_mapping or "integer")
     rows_used = min(k, rows)
     assert codes.shape == (math.ceil(k / rows), rows_used, 3, len(widths))
     for t in range(codes.shape[0]):
@@ -166,5 +169,10 @@ def test_drive_codes_every_slice_of_every_element(widths, rdac, k):
                 for s, w in enumerate(widths):
                     shift -= w
                     part = (value >> shift) & (2**w - 1)
-                    expected = part if rdac is None else round(part / (2**w - 1) * (rdac - 1))
+                    if rdac is None:
+                        expected = part
+                    elif level_mapping == "integer" and rdac - 1 >= 2**w - 1:
+                        expected = part * ((rdac - 1) // (2**w - 1))
+                    else:
+                        expected = round(part / (2**w - 1) * (rdac - 1))
                     assert codes[t, r, m, s] == expected, (t, m, s, r)
