@@ -28,7 +28,9 @@ def resolve_device(device) -> torch.device:
     if device.type == "cuda" and device.index is None and torch.cuda.is_available():
         device = torch.device("cuda", torch.cuda.current_device())
     return device
-ADC_RANGE_MODES = ("full", "calibrated")
+ADC_RANGE_MODES = ("full", "calibrated", "calibrated-symmetric")
+#: How inputs are cut into slices and driven (see ``input_encoding``).
+INPUT_ENCODINGS = ("twos_complement", "sign_magnitude", "offset_binary")
 #: How a slice value becomes a conductance level or a DAC code (see ``level_mapping``).
 LEVEL_MAPPINGS = ("integer", "spread")
 
@@ -141,17 +143,22 @@ class CrossbarConfig:
             Number of DAC output levels between 0 V and ``vread`` (rdac=2**4 is a 4-bit DAC);
             >= 2. ``None`` is an ideal DAC that reproduces every input slice value exactly.
         radc : int or None
-            Number of ADC levels (radc=2**8 is an 8-bit ADC); >= 2 (>= 3 with
-            ``mapping="diffpair"``, whose ADC is bipolar). ``None`` is an ideal ADC.
-        adc_range : "full", "calibrated" or float in (0, 1]
-            Full-scale current of the ADC. ``"full"``: the worst case
-            ``(HGS - LGS) * vread * rows`` (every cell at HGS, every input at ``vread``), as the
-            original mPimPy. ``"calibrated"``: for each slice pair, the largest current
-            (|current| for the bipolar ADC of ``"diffpair"``) that pair produces anywhere in the
-            product being computed (as if the reference were trimmed on this workload), so an
-            8-bit ADC is not spent on a range never reached.
-            A float ``f``: a fixed range of ``f`` times the full range (a range calibrated
-            once, offline). Currents beyond the range saturate at the end codes, as a real ADC.
+            Number of ADC levels (radc=2**8 is an 8-bit ADC); >= 2 (>= 3 when the ADC is
+            bipolar: ``mapping="diffpair"`` or ``input_encoding="sign_magnitude"``, whose
+            currents take both signs). ``None`` is an ideal ADC.
+        adc_range : "full", "calibrated", "calibrated-symmetric" or float in (0, 1]
+            Range of the ADC. ``"full"``: the worst case ``(HGS - LGS) * vread * rows`` (every
+            cell at HGS, every input at ``vread``; ``[0, full]``, or ``[-full, full]`` for a
+            bipolar ADC), as the original mPimPy. ``"calibrated"``: for each slice pair,
+            ``[min, max]`` of the currents that pair produces in the product being computed,
+            with all ``radc`` levels spread over it (a range trimmed on this workload: an ADC with
+            an adjustable offset and gain, as in CrossSim's calibrated ADC).
+            ``"calibrated-symmetric"``: the range keeps zero current at code 0: ``[0, max]``
+            (unipolar; negative currents clip to 0) or ``[-max|I|, max|I|]`` with
+            ``(radc - 1) // 2`` levels a side (bipolar), the calibrated range of earlier
+            mPimPy versions (an ADC with a trimmed gain but a fixed zero). A float ``f``: a
+            fixed range of ``f`` times the full range (a range calibrated once, offline).
+            Currents beyond the range saturate at the end codes, as a real ADC.
         vread : float
             Read voltage in volts: the DAC's full-scale output (default 0.1 V). Must be > 0.
 
@@ -166,6 +173,18 @@ class CrossbarConfig:
             e.g. ``[2] * 8``, with no sign slice), read without a reference column, and the bias
             times the sum of the inputs (plus the LGS offset of the cells) is subtracted
             digitally after the shift-add, see ``unit_column``.
+        input_encoding : "twos_complement", "sign_magnitude" or "offset_binary"
+            How input slices are driven. ``"twos_complement"`` (default, the original mPimPy's):
+            every slice of the two's complement input is one read with voltages in
+            ``[0, vread]``; the sign slice weighs ``-2**(bits-1)`` in the shift-add (a small
+            negative input drives all its slices near full scale). ``"sign_magnitude"``: the
+            slices of ``|x|`` are driven with the sign of ``x`` as the voltage's polarity, a
+            bipolar DAC of ``rdac`` codes a side (costed one bit more): the sign slice needs no
+            read (one read fewer per vector), currents take both signs and the ADC is bipolar.
+            ``"offset_binary"``: the slices of the unsigned ``x + 2**(bits-1)`` (any widths, no
+            sign slice), every slice one read; the bias times each column's weight sum (known
+            when the weights are programmed) is subtracted digitally, one subtraction per output
+            per row-block; the arrays' errors on the bias are not removed.
         unit_column : bool
             Only with ``mapping="bias"``. ``True``: every array has one more column, ISAAC's
             "unit column", holding the bias (the biased value of a zero weight); it is read and
@@ -197,6 +216,7 @@ class CrossbarConfig:
     adc_range: str | float = "full"
     vread: float = 0.1
     mapping: str = "offset"
+    input_encoding: str = "twos_complement"
     unit_column: bool = False
     wire_resistance: float | tuple[float, float] = 0.0
 
@@ -224,10 +244,13 @@ class CrossbarConfig:
         if self.unit_column and self.mapping != "bias":
             raise ValueError(f"unit_column=True needs mapping='bias' (the unit column removes "
                              f"the bias of offset-binary weights), got mapping={self.mapping!r}")
+        if self.input_encoding not in INPUT_ENCODINGS:
+            raise ValueError(f"input_encoding must be one of {INPUT_ENCODINGS}, got "
+                             f"{self.input_encoding!r}")
         if self.rdac is not None:
             _check_int("rdac", self.rdac, 2)
         if self.radc is not None:
-            _check_int("radc", self.radc, 3 if self.mapping == "diffpair" else 2)
+            _check_int("radc", self.radc, 3 if self.bipolar_adc else 2)
         if isinstance(self.adc_range, str):
             if self.adc_range not in ADC_RANGE_MODES:
                 raise ValueError(
@@ -240,6 +263,12 @@ class CrossbarConfig:
         r_row, r_col = parse_wire_resistance(self.wire_resistance)
         # one number, or a pair when the word and bit lines differ
         object.__setattr__(self, "wire_resistance", r_row if r_row == r_col else (r_row, r_col))
+
+    @property
+    def bipolar_adc(self) -> bool:
+        """Whether column currents take both signs (a differential pair, or inputs driven with
+        both polarities), so the ADC converts both."""
+        return self.mapping == "diffpair" or self.input_encoding == "sign_magnitude"
 
     @property
     def weight_encoding(self) -> str:
@@ -281,4 +310,4 @@ class TileShape:
 
 
 __all__ = ["CrossbarConfig", "TileShape", "MAPPINGS", "WEIGHT_ENCODINGS", "ADC_RANGE_MODES",
-           "LEVEL_MAPPINGS", "level_scale"]
+           "INPUT_ENCODINGS", "LEVEL_MAPPINGS", "level_scale"]

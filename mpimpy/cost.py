@@ -88,7 +88,10 @@ class Schedule:
         row_blocks, column_blocks: ``Tk = ceil(K / rows)``, ``Tn = ceil(N / cols)``.
         word_lines: word lines driven per column block, over all row-blocks (``K``: the
             padding rows of the last row-block carry no input).
-        input_widths, weight_widths: the slice widths; one read per input slice.
+        input_widths: the widths of the input slices driven, one read each (a sign-magnitude
+            input's sign slice is its voltage's polarity, not a read).
+        input_bits: bits of each input.
+        weight_widths: the weight slice widths.
         arrays_per_group: arrays per (row-block, column block): one per weight slice that has
             an array (a differential pair counts as one array of ``2 * cols`` columns sharing
             its word lines).
@@ -102,6 +105,8 @@ class Schedule:
         mapping: the weight mapping.
         digital_bias: the bias of offset-binary weights was removed by digital sums of the
             inputs (``mapping="bias"`` without unit columns).
+        input_bias: the bias of offset-binary inputs was removed digitally (one subtraction
+            per output per row-block).
         array_power: ``sum over reads of V @ A @ V`` in watts (``sum V^2 G`` for ideal wires),
             or ``None`` if the product was run without measuring it.
         cells_written: cells this product programmed (0 when the weights were already held).
@@ -116,6 +121,7 @@ class Schedule:
     column_blocks: int
     word_lines: int
     input_widths: tuple[int, ...]
+    input_bits: int
     weight_widths: tuple[int, ...]
     arrays_per_group: int
     array_columns: int
@@ -125,6 +131,7 @@ class Schedule:
     adc_bits: int
     mapping: str
     digital_bias: bool
+    input_bias: bool
     array_power: float | None
     cells_written: int
 
@@ -543,7 +550,9 @@ def report(schedule: Schedule, technology: Technology | str = "isaac-32nm") -> C
     accumulations = s.vectors * s.n * s.row_blocks
     if s.digital_bias:  # sum each vector's inputs per slice, subtract the bias per output
         accumulations += s.vectors * s.k * len(s.input_widths) + s.vectors * s.n * s.row_blocks
-    input_bits = sum(s.input_widths)
+    if s.input_bias:  # subtract the inputs' bias times the column's weight sum, per output
+        accumulations += s.vectors * s.n * s.row_blocks
+    input_bits = s.input_bits
     input_buffer_bits = s.vectors * s.k * input_bits * s.column_blocks
     output_buffer_bits = s.vectors * s.n * s.row_blocks * tech.output_bits
     edram_bits = s.vectors * (s.k * input_bits + s.n * tech.output_bits)

@@ -44,7 +44,7 @@ from .config import CrossbarConfig, level_scale, resolve_device
 from .cost import Schedule, converter_bits, resolve_technology
 from .crossbar import read_currents, read_matrix, read_noise_matrix, read_power
 from .devices import ProgrammedArrays, check_widths, program
-from .peripherals import adc_step, convert, dac_full_scale, dac_scale, drive
+from .peripherals import adc_step, convert, dac_full_scale, dac_scale, drive, read_slices
 from .slicing import SlicedData, bit_slices, check_sign_slice, encoding_bias, slice_weights
 from .tiling import check_block_alignment
 
@@ -61,7 +61,8 @@ class DPETensor:
 
     Args:
         HGS, LGS, g_level, var, vnoise, wire_resistance, rdac, radc, vread, stuck_fault_ratio,
-        stuck_fault_value, read_noise, mapping, adc_range, unit_column, level_mapping: hardware
+        stuck_fault_value, read_noise, mapping, adc_range, unit_column, level_mapping,
+        input_encoding: hardware
             settings, documented with their units and ranges in
             :class:`~mpimpy.config.CrossbarConfig`.
         seed: an int, a ``torch.Generator`` on the engine's device, or ``None`` to draw a seed
@@ -83,13 +84,15 @@ class DPETensor:
                  wire_resistance=0.0, rdac=2**4, radc=2**8, vread=0.1, stuck_fault_ratio=0.0,
                  stuck_fault_value=0, read_noise=0.0, mapping="offset", adc_range="full",
                  seed=None, device=None, chunk_elements=2**22, calibration_elements=2**27,
-                 unit_column=False, level_mapping="integer", technology=None):
+                 unit_column=False, level_mapping="integer", input_encoding="twos_complement",
+                 technology=None):
         self.config = CrossbarConfig(
             HGS=HGS, LGS=LGS, g_level=g_level, level_mapping=level_mapping, var=var,
             read_noise=read_noise, vnoise=vnoise,
             stuck_fault_ratio=stuck_fault_ratio, stuck_fault_value=stuck_fault_value, rdac=rdac,
             radc=radc, adc_range=adc_range, vread=vread, mapping=mapping,
-            unit_column=unit_column, wire_resistance=wire_resistance,
+            input_encoding=input_encoding, unit_column=unit_column,
+            wire_resistance=wire_resistance,
         )
         self.technology = None if technology is None else resolve_technology(technology)
         self.last_schedule: Schedule | None = None
@@ -142,9 +145,10 @@ class DPETensor:
                      skip_sign=self.config.mapping == "diffpair")
 
     def check_input_widths(self, widths, name="slice_method"):
-        """Inputs are driven as two's complement slices, which start with the 1-bit sign
-        slice."""
-        check_sign_slice(widths, name)
+        """Two's complement and sign-magnitude inputs start with the 1-bit sign slice
+        (offset-binary ones don't)."""
+        if self.config.input_encoding != "offset_binary":
+            check_sign_slice(widths, name)
 
     # -- stage 3: program -------------------------------------------------------------------
     def program(self, mat: SlicedData, generator: torch.Generator | None = None
@@ -271,29 +275,30 @@ class DPETensor:
             self.technology is not None and self.technology.array_energy_per_cell is None)
         matrix, noise_matrix, *drive_admittance = self._read_matrices(
             mat, dtype, drive_admittance=measure_power)
-        # stage 4: drive the inputs through the DACs, row-block by row-block
-        # Offset-binary weights (mapping="bias") read the bias on every input: without unit
-        # columns it is removed digitally, from the noise-free DAC codes summed per row-block
-        digital_bias = cfg.mapping == "bias" and not cfg.unit_column
-        codes, code_sums = drive(qx, x.slice_method, cfg.rdac, cfg.vnoise, tile,
-                                 self.generator, dtype, return_sums=True,
-                                 level_mapping=cfg.level_mapping) if digital_bias \
-            else (drive(qx, x.slice_method, cfg.rdac, cfg.vnoise, tile, self.generator, dtype,
-                        level_mapping=cfg.level_mapping), None)  # (Tk, rows, M, n_x), (Tk, M, n_x)
+        # stage 4: drive the inputs through the DACs, row-block by row-block. Offset-binary
+        # weights (mapping="bias") read their bias on every input: without unit columns it is
+        # removed digitally, from the noise-free DAC codes summed per row-block.
+        weight_bias = cfg.mapping == "bias" and not cfg.unit_column
+        driven_codes = drive(qx, x.slice_method, cfg.rdac, cfg.vnoise, tile, self.generator,
+                             dtype, encoding=cfg.input_encoding, level_mapping=cfg.level_mapping,
+                             return_sums=weight_bias)
+        # codes (Tk, rows, M, n_x); their noise-free sums (Tk, M, n_x) when needed
+        codes, code_sums = driven_codes if weight_bias else (driven_codes, None)
         if k < tile.rows:
             # One row-block, partly filled: the word lines past K carry no input, so they need
             # not be multiplied (the ADC's full scale below still counts every row).
             matrix, noise_matrix = (None if m is None else m[:, :k] for m in
                                     (matrix, noise_matrix))
 
-        # Shift-add weight of each input slice and of each weight array, per code unit: the
-        # slice's power of two (negative for a two's complement sign slice) times the value of
-        # one DAC code or one conductance level in units of that slice.
-        dac_full = dac_full_scale(x.slice_method, cfg.rdac)
+        # Shift-add weight of each input slice read and of each weight array, per code unit: the
+        # slice's power of two (negative for a two's complement sign slice) over the DAC codes
+        # or conductance levels one unit of that slice is written as.
+        driven = read_slices(x.slice_method, cfg.input_encoding)
         x_weight = torch.tensor([w / c for w, c in zip(
-            slice_weights(x.slice_method), dac_scale(x.slice_method, cfg.rdac,
-                                                     cfg.level_mapping), strict=True)],
-            dtype=torch.float64)
+            slice_weights(x.slice_method, cfg.input_encoding),
+            dac_scale(x.slice_method, cfg.rdac, cfg.level_mapping), strict=True)],
+            dtype=torch.float64)[list(driven)]
+        dac_full = [dac_full_scale(x.slice_method, cfg.rdac)[i] for i in driven]
         w_weight = self._array_weights(mat, arrays)
         # The ADC's worst-case current per input slice: every cell at HGS, every input at the
         # DAC's full scale, in code units (levels above LGS; without a reference column the LGS
@@ -303,11 +308,16 @@ class DPETensor:
         full_scale = torch.tensor(dac_full, dtype=torch.float64) * (tile.rows * full_levels)
         self.last_schedule = self._schedule(x, mat, arrays, codes, dac_full, fresh,
                                             drive_admittance[0] if measure_power else None)
-        if digital_bias:  # per row-block and vector, in weight units
-            digital_bias = (code_sums.double() @ x_weight.to(code_sums.device)).mul_(
-                self._bias_level_offset(mat, w_weight)).to(dtype)  # (Tk, M)
-        else:
-            digital_bias = None
+        # What the biases of offset-binary operands add, in the units of the shift-added
+        # result: the weights' bias times each vector's input sum, per row-block (Tk, M), and
+        # the inputs' bias times each column's weight sum, per row-block (Tk, N)
+        bias_per_vector = bias_per_column = None
+        if weight_bias:
+            bias_per_vector = (code_sums.double() @ x_weight.to(codes.device)).mul_(
+                self._bias_level_offset(mat, w_weight)).to(dtype)
+        if cfg.input_encoding == "offset_binary":
+            bias_per_column = self._weight_sums(q_w, tile.rows).mul_(
+                encoding_bias(x.slice_method, "offset_binary")).to(dtype)
 
         if cfg.radc is None and cfg.read_noise == 0:
             # The read is linear, so the shift-add commutes with it: add the slices up first and
@@ -321,7 +331,7 @@ class DPETensor:
 
         y = self._read_convert_accumulate(codes, matrix, noise_matrix, x_weight, w_weight,
                                           full_scale, scale_x.to(dtype), scale_w.to(dtype),
-                                          arrays, digital_bias)
+                                          arrays, bias_per_vector, bias_per_column)
         if self.technology is not None:
             from .cost import report
 
@@ -342,7 +352,8 @@ class DPETensor:
                 for m0 in range(0, m, mc) for t0 in range(0, tk, tc)]
 
     def _read_convert_accumulate(self, codes, matrix, noise_matrix, x_weight, w_weight,
-                                 full_scale, scale_x, scale_w, arrays, digital_bias):
+                                 full_scale, scale_x, scale_w, arrays, bias_per_vector,
+                                 bias_per_column):
         """Stages 5-7 over chunks of input vectors and row-blocks.
 
         Args:
@@ -354,8 +365,8 @@ class DPETensor:
             full_scale: the ADC's worst-case current per input slice ``(n_x,)``, code units.
             scale_x, scale_w: block scales per row-block ``(M, Tk)`` and ``(Tk, N)``.
             arrays: the programmed arrays (their unit columns, if any).
-            digital_bias: ``(Tk, M)`` bias of offset-binary weights to subtract from every
-                column, weight units, or ``None``.
+            bias_per_vector, bias_per_column: ``(Tk, M)`` and ``(Tk, N)`` biases of
+                offset-binary weights and inputs to subtract, or ``None``.
 
         Returns:
             ``(M, N)`` in the codes' dtype.
@@ -366,8 +377,9 @@ class DPETensor:
         n_cols = matrix.shape[-1] // n_a
         n = n_cols - arrays.unit_columns
         chunks = self._chunks(tk, m, n_x * n_a * n_cols)
-        bipolar = cfg.mapping == "diffpair"
-        calibrated = cfg.radc is not None and cfg.adc_range == "calibrated"
+        bipolar = cfg.bipolar_adc
+        calibrated = cfg.radc is not None and cfg.adc_range in ("calibrated",
+                                                                "calibrated-symmetric")
         # one shift-add weight per (input slice, array) pair, per code unit of current
         pair_weight = (x_weight.view(-1, 1) * w_weight.view(1, -1)).flatten()
 
@@ -389,35 +401,65 @@ class DPETensor:
                 self.generator)
             return currents.view(t, mc, n_x, n_a, n_cols)
 
-        kept = None
+        kept, array_range = None, None
         if calibrated:
-            # Each slice pair's range is its largest current (|current| for a bipolar ADC; a
-            # unipolar one clips negative currents to 0 whatever its range) over the whole
-            # product, so all currents are read before any is converted. They are kept for the
-            # conversion if they fit in calibration_elements; otherwise they are read again,
-            # the generator rewound so that the second read draws the same read noise.
-            def peak(currents):
+            # The ranges are set by the currents of the whole product, so all currents are read
+            # before any is converted. They are kept for the conversion if they fit in
+            # calibration_elements; otherwise they are read again, the generator rewound so that
+            # the second read draws the same read noise.
+            per_array = cfg.adc_range == "calibrated"
+            if per_array:
+                # every array's ADCs convert its own columns: one range per (row-block, slice
+                # pair, column block of arrays), [min, max] of the currents it converts
+                tn = arrays.positive.shape[2]
+                block_of = (arrays.columns // arrays.tile.cols).to(self.device)  # (C,)
+                shape = (tk, n_x, n_a, tn)
+                low = torch.full(shape, torch.inf, dtype=torch.float64, device=self.device)
+                high = torch.full(shape, -torch.inf, dtype=torch.float64, device=self.device)
+            else:
+                low = torch.full((n_x, n_a), torch.inf, dtype=torch.float64)
+                high = torch.full((n_x, n_a), -torch.inf, dtype=torch.float64)
+
+            def calibrate(chunk, currents):
+                _, ts = chunk
+                t = currents.shape[0]
                 # over the vectors first: a reduction down the outer axis reads memory in order
-                flat = currents.view(-1, n_x * n_a * n_cols)
-                high = flat.amax(0).view(n_x, n_a, -1).amax(-1)
-                if bipolar:
-                    high = torch.maximum(high, -flat.amin(0).view(n_x, n_a, -1).amin(-1))
-                return high.clamp_min(0).double().cpu()
+                flat = currents.view(t, -1, n_x * n_a * n_cols)
+                chunk_low = flat.amin(1).double().view(t, n_x, n_a, n_cols)
+                chunk_high = flat.amax(1).double().view(t, n_x, n_a, n_cols)
+                if per_array:
+                    index = block_of.expand(t, n_x, n_a, n_cols)
+                    low[ts] = low[ts].scatter_reduce(-1, index, chunk_low, "amin")
+                    high[ts] = high[ts].scatter_reduce(-1, index, chunk_high, "amax")
+                else:  # one range per slice pair over the whole product
+                    low.copy_(torch.minimum(low, chunk_low.amin((0, 3)).cpu()))
+                    high.copy_(torch.maximum(high, chunk_high.amax((0, 3)).cpu()))
 
             keep = len(chunks) == 1 or m * tk * n_x * n_a * n_cols <= self.calibration_elements
             state = self.generator.get_state()
-            peaks, kept = [], [] if keep else None
+            kept = [] if keep else None
             for chunk in chunks:
                 currents = read(chunk)
-                peaks.append(peak(currents))
+                calibrate(chunk, currents)
                 if keep:
                     kept.append(currents)
             if not keep:
                 self.generator.set_state(state)
-            full_pair = torch.stack(peaks).amax(0)
-            pair_step = adc_step(full_pair, cfg.radc, bipolar)  # (n_x, n_a)
-            pair_weight = pair_weight * pair_step.flatten()
-            pair_step = pair_step.to(codes).view(1, 1, n_x, n_a, 1)
+            if per_array:
+                # code c reads low + c * step, every one of the radc levels on [min, max]
+                step = adc_step(high - low, cfg.radc, False)
+                # per read column (Tk, 1, n_x, n_a, C), and what the lower ends add up to in the
+                # shift-add of each column (Tk, C)
+                array_range = tuple(v.index_select(-1, block_of).unsqueeze(1).to(codes)
+                                    for v in (low, step))
+                range_offset = torch.einsum("tsac,sa->tc", array_range[0][:, 0],
+                                            pair_weight.view(n_x, n_a).to(codes))
+            else:
+                # zero current stays at code 0: [0, max], or +-max|I| for a bipolar ADC
+                peak = torch.maximum(high, -low) if bipolar else high
+                pair_step = adc_step(peak.clamp_min(0), cfg.radc, bipolar)
+                pair_weight = pair_weight * pair_step.flatten()
+                pair_step = pair_step.to(codes).view(1, 1, n_x, n_a, 1)
 
         pair_weight = pair_weight.to(codes)
         y = torch.zeros(m, n, dtype=codes.dtype, device=self.device)
@@ -426,19 +468,34 @@ class DPETensor:
             # (Tk', M', n_x, n_a, N)
             currents = read(chunk) if kept is None else kept[index]
             t, mc = currents.shape[:2]
-            if cfg.radc is not None:
+            if array_range is not None:
+                low_c, step_c = (v[ts] for v in array_range)
+                convert(currents.sub_(low_c).div_(step_c), cfg.radc, False).mul_(step_c)
+            elif cfg.radc is not None:
                 if calibrated:
                     currents.div_(pair_step)
                 convert(currents, cfg.radc, bipolar)
             # shift-add: one weighted sum over the slice pairs of every output
             partial = torch.matmul(pair_weight, currents.view(t * mc, n_x * n_a, n_cols))
-            partial = self._remove_bias(partial.view(t, mc, n_cols), arrays,
-                                        None if digital_bias is None
-                                        else digital_bias[ts, ms].unsqueeze(-1))
+            partial = partial.view(t, mc, n_cols)
+            if array_range is not None:
+                partial.add_(range_offset[ts].unsqueeze(1))  # the ranges' lower ends
+            partial = self._remove_bias(partial, arrays, None if bias_per_vector is None
+                                        else bias_per_vector[ts, ms].unsqueeze(-1))
+            if bias_per_column is not None:
+                partial.sub_(bias_per_column[ts].unsqueeze(1))
             # rescale each row-block by its block scales and add the row-blocks up
             partial.mul_(scale_x[ms, ts].t().unsqueeze(-1)).mul_(scale_w[ts].unsqueeze(1))
             y[ms] += partial[0] if t == 1 else partial.sum(0)
         return y
+
+    @staticmethod
+    def _weight_sums(q_w: torch.Tensor, rows: int) -> torch.Tensor:
+        """Each column's sum of integer weights over each row-block's rows, float64 (Tk, N)."""
+        k, n = q_w.shape
+        tk = -(-k // rows)
+        padded = torch.nn.functional.pad(q_w.to(torch.float64), (0, 0, 0, tk * rows - k))
+        return padded.view(tk, rows, n).sum(1)
 
     @staticmethod
     def _remove_bias(values: torch.Tensor, arrays: ProgrammedArrays, digital=None):
@@ -469,17 +526,19 @@ class DPETensor:
             volts_per_code = torch.tensor([cfg.vread / f for f in dac_full], dtype=torch.float64)
             power = read_power(codes, drive, volts_per_code)
         full_levels = max(dac_full) * rows * (cfg.g_level - 1)  # the largest current, in codes
+        driven = [x.slice_method[i] for i in read_slices(x.slice_method, cfg.input_encoding)]
+        bipolar_dac = cfg.input_encoding == "sign_magnitude"  # one more bit: the polarity
         return Schedule(
             vectors=m, k=k, n=n, rows=rows, cols=arrays.weight_columns_per_array,
-            row_blocks=tk, column_blocks=tn, word_lines=k,
-            input_widths=tuple(x.slice_method), weight_widths=tuple(mat.slice_method),
+            row_blocks=tk, column_blocks=tn, word_lines=k, input_widths=tuple(driven),
+            input_bits=x.bits, weight_widths=tuple(mat.slice_method),
             arrays_per_group=n_a, array_columns=array_columns,
             converted_columns=len(arrays.columns), unit_columns=arrays.unit_columns,
-            dac_bits=converter_bits(cfg.rdac, max(x.slice_method)),
-            adc_bits=converter_bits(cfg.radc, None, full_levels, bipolar=pair),
+            dac_bits=converter_bits(cfg.rdac, max(driven)) + (1 if bipolar_dac else 0),
+            adc_bits=converter_bits(cfg.radc, None, full_levels, bipolar=cfg.bipolar_adc),
             mapping=cfg.mapping, digital_bias=cfg.mapping == "bias" and not cfg.unit_column,
-            array_power=power, cells_written=arrays.positive.numel() * (2 if pair else 1)
-            if fresh else 0)
+            input_bias=cfg.input_encoding == "offset_binary", array_power=power,
+            cells_written=arrays.positive.numel() * (2 if pair else 1) if fresh else 0)
 
     def _check_weights(self, mat):
         """``mat`` must be a sliced operand on this device, 1-D or 2-D (it is programmed)."""

@@ -46,43 +46,56 @@ def dac_codes(slices: torch.Tensor, widths, rdac: int | None, dtype: torch.dtype
     return codes
 
 
+def read_slices(widths, encoding: str) -> tuple[int, ...]:
+    """Indices of the input slices that are driven, one read each: all of them, except the
+    sign slice of a sign-magnitude input (its sign is the voltage's polarity)."""
+    return tuple(range(1 if encoding == "sign_magnitude" else 0, len(widths)))
+
+
 def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileShape,
-          generator: torch.Generator, dtype: torch.dtype, return_sums: bool = False,
-          level_mapping: str = "integer"):
-    """Input integers -> the DAC codes of all their slices, per array row-block, with noise.
+          generator: torch.Generator, dtype: torch.dtype, *, encoding: str = "twos_complement",
+          level_mapping: str = "integer", return_sums: bool = False):
+    """Input integers -> the DAC codes of the slices they are driven as, per row-block, noisy.
 
     Args:
         q: integer ``(M, K)`` inputs, ``|q| <= 2**(bits - 1) - 1`` with ``bits = sum(widths)``.
-        widths: the input slice widths (two's complement, sign slice first).
-        rdac: DAC levels, or ``None`` for an ideal DAC (code = slice value).
-        level_mapping: how slice values become codes (:func:`dac_codes`).
+        widths: the input slice widths.
+        rdac: DAC levels (a side, for sign-magnitude inputs), or ``None`` for an ideal DAC
+            (code = slice value).
         vnoise: relative standard deviation of each driven voltage, drawn on every call.
         tile: the array size; K is cut into row-blocks of ``tile.rows`` word lines.
         generator: random source of the voltage noise.
         dtype: floating dtype of the result.
+        encoding: how the inputs are cut (:data:`mpimpy.slicing.ENCODINGS`); the slices read
+            are :func:`read_slices` (sign-magnitude codes carry the sign of their input).
+        level_mapping: how slice values become codes (:func:`dac_codes`).
+        return_sums: return ``(codes, sums)``, with the noise-free codes summed over each
+            row-block's word lines, ``(Tk, M, n_x)``: what a digital adder fed with the DAC's
+            inputs computes.
 
     Returns:
-        ``(Tk, rows, M, n_x)`` codes :func:`dac_codes` times ``1 + vnoise * N(0, 1)``: per
-        row-block and word line, every input vector's slices side by side
-        (:func:`mpimpy.tiling.tile_inputs`).
-        The last row-block is zero-padded to ``tile.rows``, except a single, partly filled one
-        (K < rows), which keeps its K word lines: the others carry no input.
-        With ``return_sums`` also the noise-free codes summed over each row-block's word lines,
-        ``(Tk, M, n_x)``: what a digital adder fed by the DAC inputs computes.
+        ``(Tk, rows, M, n_x)`` codes :func:`dac_codes` times ``1 + vnoise * N(0, 1)`` of the
+        ``n_x`` slices read: per row-block and word line, every input vector's slices side by
+        side (:func:`mpimpy.tiling.tile_inputs`). Word lines past K carry no input (code 0, so
+        0 V, whatever the encoding). The last row-block is zero-padded to ``tile.rows``, except
+        a single, partly filled one (K < rows), which keeps its K word lines.
     """
     tile = TileShape(min(tile.rows, max(q.shape[1], 1)), tile.cols)
     bits = sum(widths)
+    driven = list(read_slices(widths, encoding))
     if bits <= CODE_TABLE_BITS:
         # An input takes one of 2**bits values: cut and convert each value once, then look
-        # every element up (one pass over the codes instead of one per slicing step).
+        # every element up (one pass over the codes instead of one per slicing step). The
+        # last row of the table is the padding's: no input, 0 V.
         values = torch.arange(-(2 ** (bits - 1)), 2 ** (bits - 1), device=q.device)
-        table = dac_codes(bit_slices(values, widths), widths, rdac, dtype,
-                          level_mapping).t().contiguous()
-        index = tile_inputs((q + 2 ** (bits - 1)).unsqueeze(0), tile, pad_value=2 ** (bits - 1))
+        table = dac_codes(bit_slices(values, widths, encoding), widths, rdac, dtype,
+                          level_mapping)[driven].t()
+        table = torch.cat([table, table.new_zeros(1, len(driven))]).contiguous()
+        index = tile_inputs((q + 2 ** (bits - 1)).unsqueeze(0), tile, pad_value=2**bits)
         codes = F.embedding(index[..., 0], table)  # the table row of every word line's input
     else:
-        codes = tile_inputs(dac_codes(bit_slices(q, widths), widths, rdac, dtype, level_mapping),
-                            tile)
+        codes = tile_inputs(dac_codes(bit_slices(q, widths, encoding), widths, rdac, dtype,
+                                      level_mapping)[driven], tile)
     sums = codes.sum(1) if return_sums else None
     if vnoise > 0:
         noise = torch.randn(codes.shape, generator=generator, device=codes.device, dtype=dtype)
@@ -93,9 +106,11 @@ def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileSh
 def adc_step(full_scale: torch.Tensor, radc: int, bipolar: bool) -> torch.Tensor:
     """Current of one ADC level for a given full-scale current (same units, any shape).
 
-    Unipolar (offset mapping): ``radc`` levels on ``[0, full_scale]``. Bipolar (differential
-    pair): a symmetric ADC with ``(radc - 1) // 2`` levels on each side of 0. A zero full scale
-    (a slice pair that carries no current) gets step 1 so it converts to 0, never NaN.
+    Unipolar: ``radc`` levels on ``[0, full_scale]``. Bipolar (currents of both signs): a
+    symmetric ADC with ``(radc - 1) // 2`` levels on each side of 0. A zero full scale
+    (a slice pair that carries no current) gets step 1 so it converts to 0, never NaN. (A
+    range ``[low, high]`` calibrated on the currents is ``radc - 1`` steps of
+    ``adc_step(high - low, radc, False)`` from ``low``.)
     """
     levels = (radc - 1) // 2 if bipolar else radc - 1
     step = full_scale / levels

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mpimpy import DPETensor, SlicedData
+from mpimpy.config import INPUT_ENCODINGS
 
 
 def compositions(total_bits, max_width):
@@ -82,6 +83,9 @@ def products(draw):
     mapping = draw(st.sampled_from(MAPPINGS))
     if mapping.startswith("bias"):
         w_widths = draw(st.sampled_from(any_splits(bits_w, 4)))
+    input_encoding = draw(st.sampled_from(INPUT_ENCODINGS))
+    if input_encoding == "offset_binary":
+        x_widths = draw(st.sampled_from(any_splits(bits_x, 4)))
     # the integer level mapping is exact on any device that holds every slice value, whether
     # or not g_level - 1 is a multiple of 2**w - 1 (e.g. 3-bit slices on 16 levels)
     fewest = 2 ** max(w_widths[1:] if mapping == "diffpair" and len(w_widths) > 1
@@ -102,6 +106,7 @@ def products(draw):
         gran_x=gran_x,
         gran_w=gran_w,
         mapping=mapping,
+        input_encoding=input_encoding,
         g_level=g_level,
         seed=seed,
     )
@@ -127,7 +132,8 @@ def test_noise_free_equals_quantized_product(p):
     if p["bw_e"] is not None:  # keep data inside a small exponent range
         limit = 2.0 ** (2 ** (p["bw_e"] - 1) - 1)
         x_data, w_data = x_data.clamp(-limit, limit), w_data.clamp(-limit, limit)
-    engine = noise_free_engine(p["w_widths"], p["mapping"], g_level=p["g_level"])
+    engine = noise_free_engine(p["w_widths"], p["mapping"], g_level=p["g_level"],
+                               input_encoding=p["input_encoding"])
     y, ref = simulate(
         engine,
         x_data,
@@ -145,25 +151,20 @@ def test_noise_free_equals_quantized_product(p):
     assert float((y - ref).abs().max()) <= tol
 
 
+@pytest.mark.parametrize("input_encoding", INPUT_ENCODINGS)
 @pytest.mark.parametrize("mapping", ["offset", "diffpair"])
 @pytest.mark.parametrize("bw_e", [None, 8])
-def test_adc_of_one_code_unit_is_exact(mapping, bw_e):
+def test_adc_of_one_code_unit_is_exact(mapping, bw_e, input_encoding):
     """The slice-pair path (ADC on): an ADC whose level is one code unit and whose range holds
-    every current loses nothing, and a real DAC of 2**w levels is exact for w-bit slices."""
+    every current loses nothing, and a real DAC of 2**w levels is exact for w-bit slices, for
+    every input encoding (sign-magnitude inputs drive both polarities: a bipolar ADC)."""
     rows, widths = 8, [1, 1, 2, 4]
     rdac, g_level = 16, 16  # 15 is a multiple of 2**w - 1 for w in (1, 2, 4)
     full = rows * (rdac - 1) * (g_level - 1)  # worst-case current in code units
-    radc = full + 1 if mapping == "offset" else 2 * full + 1
-    engine = DPETensor(
-        var=0,
-        vnoise=0,
-        rdac=rdac,
-        radc=radc,
-        g_level=g_level,
-        mapping=mapping,
-        adc_range="full",
-        seed=1,
-    )
+    bipolar = mapping == "diffpair" or input_encoding == "sign_magnitude"
+    radc = 2 * full + 1 if bipolar else full + 1
+    engine = DPETensor(var=0, vnoise=0, rdac=rdac, radc=radc, g_level=g_level, mapping=mapping,
+                       input_encoding=input_encoding, adc_range="full", seed=1)
     gen = torch.Generator().manual_seed(3)
     x_data = torch.randn(13, 30, generator=gen, dtype=torch.float64)
     w_data = torch.randn(30, 11, generator=gen, dtype=torch.float64)
@@ -237,14 +238,23 @@ def python_slices(value: int, widths, signed_magnitude: bool) -> list[int]:
     return out
 
 
+@pytest.mark.parametrize("adc_range", ["calibrated", "calibrated-symmetric"])
 @pytest.mark.parametrize("mapping", ["offset", "diffpair"])
-def test_calibrated_adc_against_a_slice_pair_reference(mapping):
+def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range):
     """A coarse calibrated ADC, rebuilt pair by pair: every (input slice, weight slice) pair's
-    currents are integer dot products; its range is its largest current (|current| for the
-    bipolar ADC) over the whole product; each current is rounded to that range's levels."""
+    currents are integer dot products. ``"calibrated"``: each array's ADC (one row-block, one
+    column block of 4, one slice pair) has the range [min, max] of the currents it converts over
+    the whole product, with all radc levels; ``"calibrated-symmetric"``: one range per pair,
+    its largest current (|current| for the bipolar ADC, (radc - 1) // 2 levels a side), zero
+    at code 0. Each current is rounded to its range's levels."""
     widths, rows, radc, g_level = [1, 1, 2, 4], 8, 16, 16
+    # Conductances that are sums of powers of two, so the engine's currents are the exact
+    # integers below (integer currents often sit exactly half-way between two ADC levels, and
+    # the round-off of LGS + level * step would decide those ties at random)
+    lgs, step = 2.0**-17, 2.0**-14
     engine = DPETensor(var=0.0, vnoise=0.0, rdac=None, radc=radc, g_level=g_level,
-                       mapping=mapping, adc_range="calibrated", seed=0)
+                       LGS=lgs, HGS=lgs + (g_level - 1) * step, mapping=mapping,
+                       adc_range=adc_range, seed=0)
     gen = torch.Generator().manual_seed(7)
     x = SlicedData(widths, paral_size=(rows, 4), quant_gran="per-matrix")
     mat = SlicedData(widths, paral_size=(rows, 4), quant_gran="per-matrix")
@@ -272,9 +282,19 @@ def test_calibrated_adc_against_a_slice_pair_reference(mapping):
     expected = torch.zeros(m, n, dtype=torch.float64)
     for (s, a), per_block in currents.items():
         values = torch.tensor(per_block, dtype=torch.float64)  # (blocks, m, n)
-        peak = float(values.abs().max() if diffpair else values.max().clamp_min(0))
-        step = peak / top if peak > 0 else 1.0
-        codes = torch.round(values / step).clamp(-top if diffpair else 0, top)
-        expected += x_weight[s] * w_weight[a] / level[a] * step * codes.sum(0)
+        if adc_range == "calibrated":
+            read = torch.empty_like(values)
+            for t in range(len(blocks)):
+                for c0 in range(0, n, 4):  # the columns of one array
+                    array = values[t, :, c0:c0 + 4]
+                    low, high = float(array.min()), float(array.max())
+                    step = (high - low) / (radc - 1) if high > low else 1.0
+                    read[t, :, c0:c0 + 4] = low + step * torch.round(
+                        (array - low) / step).clamp(0, radc - 1)
+        else:
+            peak = float(values.abs().max() if diffpair else values.max().clamp_min(0))
+            step = peak / top if peak > 0 else 1.0
+            read = step * torch.round(values / step).clamp(-top if diffpair else 0, top)
+        expected += x_weight[s] * w_weight[a] / level[a] * read.sum(0)
     expected *= float(x.block_step.max()) * float(mat.block_step.max())
     torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
