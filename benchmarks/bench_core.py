@@ -47,7 +47,7 @@ def measure(args) -> dict:
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"fmt": args.fmt, "adc_range": args.adc_range, "sim_s": min(sim_times),
             "plain_s": min(plain_times), "ratio": min(sim_times) / min(plain_times),
-            "peak_gb": peak_gb, "RE": RE(result, x_data @ mat_data)}
+            "peak_gb": peak_gb, "RE": RE(x_data @ mat_data, result)}
 
 
 def main():

@@ -41,7 +41,7 @@ def measure(args) -> dict:
         times.append(time.perf_counter() - start)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"r": args.r, "program_s": program_s, "product_s": min(times), "peak_gb": peak_gb,
-            "RE": RE(result, x_data @ mat_data)}
+            "RE": RE(x_data @ mat_data, result)}
 
 
 def solver_times() -> list[tuple[int, float]]:

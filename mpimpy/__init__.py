@@ -11,7 +11,7 @@ from .api import dot
 from .config import CrossbarConfig, TileShape
 from .engine import DPETensor
 from .metrics import ABSE, RE, SNR, all_metrics, max_abs_error
-from .slicing import SlicedData
+from .slicing import SlicedData, dot_high_dim
 
 __version__ = "0.1.0"
 
@@ -21,6 +21,7 @@ __all__ = [
     "CrossbarConfig",
     "TileShape",
     "dot",
+    "dot_high_dim",
     "RE",
     "SNR",
     "ABSE",

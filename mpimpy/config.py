@@ -133,6 +133,8 @@ class CrossbarConfig:
             every read (each input vector is a new read). Range [0, inf).
         vnoise : float
             Relative standard deviation of each DAC output voltage on every read. Range [0, inf).
+            Default 0: the original mPimPy accepted ``vnoise=0.05`` but never applied it, so 0
+            reproduces its results; set it to model a noisy DAC.
         stuck_fault_ratio : float
             Fraction of weight cells stuck at one state, drawn at programming time. Range [0, 1].
         stuck_fault_value : int
@@ -208,7 +210,7 @@ class CrossbarConfig:
     level_mapping: str = "integer"
     var: float = 0.05
     read_noise: float = 0.0
-    vnoise: float = 0.05
+    vnoise: float = 0.0
     stuck_fault_ratio: float = 0.0
     stuck_fault_value: int = 0
     rdac: int | None = 2**4

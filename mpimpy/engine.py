@@ -80,7 +80,7 @@ class DPETensor:
             :class:`~mpimpy.cost.CostReport`). ``None`` (default): no estimate.
     """
 
-    def __init__(self, HGS=1e-5, LGS=1e-7, g_level=16, var=0.05, vnoise=0.05,
+    def __init__(self, HGS=1e-5, LGS=1e-7, g_level=16, var=0.05, vnoise=0.0,
                  wire_resistance=0.0, rdac=2**4, radc=2**8, vread=0.1, stuck_fault_ratio=0.0,
                  stuck_fault_value=0, read_noise=0.0, mapping="offset", adc_range="full",
                  seed=None, device=None, chunk_elements=2**22, calibration_elements=2**27,

@@ -121,7 +121,7 @@ def simulate(settings: ExplorerSettings) -> ExplorerResult:
     y_ideal = (x_data @ w_data).numpy()
     conductance = engine.programmed(mat).positive[0, 0, 0].cpu().numpy()
     return ExplorerResult(settings, y.numpy(), y_ideal, conductance,
-                          all_metrics(y.numpy(), y_ideal), elapsed, engine, x, mat)
+                          all_metrics(y_ideal, y.numpy()), elapsed, engine, x, mat)
 
 
 def draw(result: ExplorerResult, figure=None):

@@ -26,6 +26,7 @@ its cells (which do read some current) are not scaled up into the result; never 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -142,6 +143,27 @@ def block_shape(quant_gran, shape: tuple[int, int], tile: TileShape, transpose: 
     return (block[1], block[0]) if transpose else block
 
 
+def whole_arrays(block: tuple[int, int], k_axis: int, shape: tuple[int, int], rows: int,
+                 quant_gran=None) -> tuple[int, int]:
+    """A quantization block that spans whole arrays along the contraction axis.
+
+    An array sums all its rows in one read, so a block along K must be a multiple of the
+    array's ``rows`` or all of K. A shorter block (``quant_gran=(1, 64)`` or ``"per-row"`` for
+    weights) is rounded up to whole arrays with a ``UserWarning``, as the original mPimPy rounds
+    every block up to whole arrays (there ``"per-row"`` weights mean 64-row bands).
+    """
+    length, total = block[k_axis], shape[k_axis]
+    if length >= total or length % rows == 0:
+        return block
+    rounded = list(block)
+    rounded[k_axis] = min(-(-length // rows) * rows, max(total, 1))
+    warnings.warn(
+        f"quant_gran={quant_gran!r}: blocks of {length} elements along the contraction axis do "
+        f"not span whole arrays ({rows} rows, summed in one read); rounded up to "
+        f"{rounded[k_axis]}, as the original mPimPy does", UserWarning, stacklevel=3)
+    return tuple(rounded)
+
+
 def _blocks(values: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
     """A 2-D tensor as a (ceil(R / br), br, ceil(C / bc), bc) view of its blocks (zero-padded;
     a copy only when padding is needed)."""
@@ -245,6 +267,30 @@ def bit_slices(q: torch.Tensor, widths: Sequence[int], encoding: str = "twos_com
     return (unsigned.unsqueeze(0) >> shifts.view(view)) & masks.view(view)
 
 
+def dot_high_dim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Every slice pair's product, tile by tile, of two operands in the tiled layout of
+    :attr:`SlicedData.sliced_data` (the original mPimPy's ``dot_high_dim``).
+
+    Args:
+        x: ``(Tr, Tk, n_x, m, k)`` or ``(batch, Tr, Tk, n_x, m, k)``: the left operand's slices.
+        y: ``(Tk, Tc, n_w, k, p)``: the right operand's slices.
+
+    Returns:
+        ``(Tr, Tk, Tc, n_x, n_w, m, p)`` (``batch`` first for a batched ``x``): for every
+        row-block of ``x``, every contraction tile and column tile, every pair of slices, the
+        exact integer product of the two tiles. Summed over the contraction tiles and
+        shift-added it is the product of the two integer matrices.
+    """
+    if y.dim() != 5:
+        raise ValueError(f"y must be (Tk, Tc, n_w, k, p), got shape {tuple(y.shape)}")
+    if x.dim() == 5:
+        return torch.einsum("nmijk,mpskl->nmpisjl", x, y)
+    if x.dim() == 6:
+        return torch.einsum("bnmijk,mpskl->bnmpisjl", x, y)
+    raise ValueError(f"x must be (Tr, Tk, n_x, m, k) or (batch, Tr, Tk, n_x, m, k), got shape "
+                     f"{tuple(x.shape)}")
+
+
 class SlicedData:
     """An operand of a simulated product, quantized in blocks and ready to be bit-sliced.
 
@@ -332,6 +378,11 @@ class SlicedData:
             engine.check_input_widths(self.slice_method, "slice_method")
         matrix = self._as_matrix(data, transpose)
         block = block_shape(self.quant_gran, tuple(matrix.shape), self.paral_size, transpose)
+        # the contraction axis of the matrix, where the role is known
+        k_axis = 0 if self.is_weight else (1 if transpose else None)
+        if k_axis is not None:
+            block = whole_arrays(block, k_axis, tuple(matrix.shape), self.paral_size.rows,
+                                 self.quant_gran)
         q, block_step = quantize(matrix, self.bits, self.bw_e, block)  # checks finiteness too
         self.data, self.transpose, self.block = data, transpose, block
         self.q, self.block_step = q, block_step
@@ -398,10 +449,68 @@ class SlicedData:
         return (self.q.to(torch.float64) * self.step()).reshape(self.data.shape)
 
     @property
-    def sliced_data(self) -> torch.Tensor:
-        """Two's complement bit slices, integers ``(n_slices, *data.shape)``."""
+    def slices(self) -> torch.Tensor:
+        """Two's complement bit slices of the integers, ``(n_slices, *data.shape)``."""
         self._require_sliced()
         return bit_slices(self.q, self.slice_method).reshape(-1, *self.data.shape)
+
+    # -- what code written for the original mPimPy reads ------------------------------------
+    def _tile(self) -> TileShape:
+        """``paral_size`` in the orientation of the data (transposed for an input)."""
+        tile = self.paral_size
+        return TileShape(tile.cols, tile.rows) if self.transpose else tile
+
+    @property
+    def sliced_data(self) -> torch.Tensor:
+        """Two's complement bit slices in the original's tiled layout,
+        ``(Tr, Tc, n_slices, tile_rows, tile_cols)``: the 2-D data (leading batch dims folded
+        into rows) cut into ``paral_size`` tiles (transposed for an input), zero-padded.
+        :attr:`slices` has them in the data's own shape."""
+        self._require_sliced()
+        tile = self._tile()
+        slices = bit_slices(self.q, self.slice_method)  # (n, R, C)
+        n, rows, cols = slices.shape
+        tr, tc = -(-rows // tile.rows), -(-cols // tile.cols)
+        padded = torch.nn.functional.pad(slices, (0, tc * tile.cols - cols,
+                                                  0, tr * tile.rows - rows))
+        return padded.view(n, tr, tile.rows, tc, tile.cols).permute(1, 3, 0, 2, 4)
+
+    @property
+    def max_data(self) -> torch.Tensor:
+        """The largest ``|value|`` of the quantization block holding each tile, float64
+        ``(Tr, Tc, 1, 1)`` in the tiled layout of :attr:`sliced_data` (the original's
+        ``max_data``; its quantization blocks always hold whole tiles)."""
+        self._require_sliced()
+        matrix = self._as_matrix(self.data, self.transpose)
+        peaks = _blocks(matrix.abs().double(), self.block).amax(dim=(1, 3))
+        per_element = _expand_blocks(peaks, self.block, tuple(matrix.shape))
+        tile = self._tile()
+        return per_element[::tile.rows, ::tile.cols].unsqueeze(-1).unsqueeze(-1).contiguous()
+
+    def size(self) -> torch.Size:
+        """The shape of the sliced data (the original's ``size()``)."""
+        self._require_sliced()
+        return self.data.size()
+
+    def __len__(self) -> int:
+        """The number of slices (as in the original)."""
+        return len(self.slice_method)
+
+    def t(self) -> SlicedData:
+        """The transposed operand: the same integers and scales, transposed (2-D data; 1-D data
+        is its own transpose). The copy is not programmed. Its quantization blocks are the
+        transposed ones: if they do not span whole arrays along the new contraction axis, the
+        engine refuses it."""
+        self._require_sliced()
+        if self.data.dim() > 2:
+            raise ValueError(f"t() needs 1-D or 2-D data, got shape {tuple(self.data.shape)}")
+        copy = SlicedData.__new__(SlicedData)
+        copy.__dict__.update(self.__dict__)
+        if self.data.dim() == 2:
+            copy.data, copy.q = self.data.t(), self.q.t()
+            copy.block_step, copy.block = self.block_step.t(), tuple(self.block[::-1])
+        copy._programmed = None
+        return copy
 
     def __repr__(self):
         state = f"shape={self.shape}" if self.data is not None else "not sliced"

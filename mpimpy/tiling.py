@@ -26,7 +26,9 @@ def check_block_alignment(k_block: int, k: int, rows: int, name: str) -> None:
             f"{name}: its quant_gran blocks span {k_block} elements along the contraction axis, "
             f"but an array sums {rows} rows in one read; use blocks that span a multiple of "
             f"{rows} or the whole axis (e.g. 'per-matrix', the default per-tile blocks, or "
-            f"'per-row' for inputs / 'per-col' for weights)"
+            f"'per-row' for inputs / 'per-col' for weights), or declare the operand's role "
+            f"(is_weight=True for weights, transpose=True for inputs) to have its blocks rounded "
+            f"up to whole arrays, as the original mPimPy does"
         )
 
 

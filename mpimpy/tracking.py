@@ -468,7 +468,7 @@ def log_result(
     from mpimpy.metrics import all_metrics
 
     tracked = _resolve_run(run)
-    metrics = dict(all_metrics(y_sim, y_ideal))
+    metrics = dict(all_metrics(y_ideal, y_sim))
     metrics["sim_time_s"] = float(sim_time_s)
     if extra_metrics:
         metrics.update({k: float(v) for k, v in extra_metrics.items()})

@@ -490,8 +490,8 @@ def test_layer_snr_matches_a_manual_computation():
     snr = mnn.layer_snr(converted, x, batch_size=20)
     with torch.no_grad():
         h = converted[0](x)
-        expected0 = SNR(h, converted[0].digital_forward(x))
-        expected2 = SNR(converted[2](h.relu()), converted[2].digital_forward(h.relu()))
+        expected0 = SNR(converted[0].digital_forward(x), h)
+        expected2 = SNR(converted[2].digital_forward(h.relu()), converted[2](h.relu()))
     assert snr["0"] == pytest.approx(expected0, rel=1e-9)
     assert snr["2"] == pytest.approx(expected2, rel=1e-9)
     assert 0 < snr["0"] < 40

@@ -1,6 +1,7 @@
 """Quantization and bit slicing, against exact integer arithmetic."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -100,13 +101,20 @@ def test_zero_block_gives_zero_and_finite_scale():
 
 
 @pytest.mark.parametrize(
-    "gran, n_blocks",
-    [("per-matrix", 1), ("per-row", 6), ("per-col", 70), (None, 1 * 2), ((32, 16), 1 * 3)],
+    "gran, n_blocks, rounded",
+    [("per-matrix", 1, False), ("per-row", 6, False), (None, 1 * 2, False),
+     # blocks shorter than an array along K are rounded up to whole arrays (64 of the 70)
+     ("per-col", 2, True), ((32, 16), 1 * 2, True), ((64, 16), 1 * 2, False)],
 )
-def test_quant_gran_block_counts(gran, n_blocks):
+def test_quant_gran_block_counts(gran, n_blocks, rounded):
     data = torch.randn(6, 70, dtype=torch.float64)
-    x = SlicedData([1, 7], quant_gran=gran).slice_data_imp(ENGINE, data, transpose=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x = SlicedData([1, 7], quant_gran=gran).slice_data_imp(ENGINE, data, transpose=True)
     assert x.block_step.numel() == n_blocks
+    assert bool(caught) == rounded
+    if rounded:
+        assert "rounded up to 64, as the original mPimPy does" in str(caught[0].message)
 
 
 def test_quantized_data_error_within_half_step():
@@ -115,7 +123,7 @@ def test_quantized_data_error_within_half_step():
         x = SlicedData([1, 1, 2, 4], bw_e=bw_e).slice_data_imp(ENGINE, data)
         err = (x.quantized_data - data).abs()
         assert torch.all(err <= 0.5 * x.step() + 1e-15)
-        assert x.sliced_data.shape == (4, 30, 40)
+        assert x.slices.shape == (4, 30, 40)
 
 
 def test_fp_exponent_range_of_bw_e():

@@ -69,7 +69,7 @@ def test_ir_drop_grows_with_resistance_and_vanishes_at_zero():
         engine = DPETensor(var=0, vnoise=0, rdac=None, radc=None, HGS=1e-4, wire_resistance=r,
                            seed=0)
         x, mat = operands(engine, m=20, k=64, n=32, tile=(32, 32))
-        errors.append(RE(engine(x, mat), x.quantized_data @ mat.quantized_data))
+        errors.append(RE(x.quantized_data @ mat.quantized_data, engine(x, mat)))
     assert errors[0] < 1e-12 and errors[1] < 1e-6
     assert errors[1] < errors[2] < errors[3] < errors[4]
 

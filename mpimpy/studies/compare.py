@@ -90,7 +90,7 @@ class Product:
         """RE, SNR_dB, ABSE and max_abs_error against the exact float64 product."""
         from mpimpy.metrics import all_metrics
 
-        return all_metrics(self.y, self.y_ideal)
+        return all_metrics(self.y_ideal, self.y)
 
     def log(self, *, seed: int | None, **kwargs) -> dict[str, float]:
         """:func:`mpimpy.tracking.log_simulation` of this product (keywords passed on)."""
