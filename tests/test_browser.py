@@ -146,42 +146,54 @@ def test_explorer_in_jupyterlab(browser, tmp_path, artifacts):
     assert lab.poll() is not None
 
 
-def test_mlflow_ui_lists_logged_runs(browser, tmp_path, artifacts):
-    import numpy as np
+def test_mlflow_ui_opens_experiments_on_their_runs(browser, tmp_path, artifacts):
+    """A shrunk quickstart study through the real runner, then `mpimpy ui` in a browser that
+    never saw MLflow: the experiment opens on its runs table, without any click, with the
+    key metrics and the swept parameters as columns, and the study's description."""
+    import yaml
 
     from mpimpy import tracking
+    from mpimpy.studies import run_study
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    shipped = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
+    study = {**shipped, "name": "ui-study", "experiment": "ui-study",
+             "notebook": str(ROOT / "notebooks" / "quickstart.ipynb"),
+             "parameters": {"m": 8, "k": 64, "n": 8},
+             "grid": {"fmt": ["INT", "FP"], "var": [0.1]}, "seeds": [0]}
+    path = tmp_path / "ui-study.yaml"
+    path.write_text(yaml.safe_dump(study))
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
-        names = [f"browser-run-{i}" for i in range(3)]
-        rng = np.random.default_rng(0)
-        for name in names:
-            ideal = rng.standard_normal(50)
-            with tracking.start_run("browser-test", run_name=name) as run:
-                tracking.log_result(ideal + 0.01 * rng.standard_normal(50), ideal,
-                                    sim_time_s=0.1, seed=0, params={"var": 0.05}, run=run,
-                                    plots=False)
-        experiment_id = tracking.ensure_experiment("browser-test")
+        result = run_study(path, workers=2, output_dir=tmp_path / "out", progress=False)
+        assert result.ok, result.summary()
+        client = tracking.get_client(uri)
+        experiment = client.get_experiment_by_name("ui-study")
+        runs = client.search_runs([experiment.experiment_id])
     finally:
         del os.environ["MLFLOW_TRACKING_URI"]
+    names = sorted(r.info.run_name for r in runs)
+    assert names == ["fmt=FP,var=0.1,seed=0", "fmt=INT,var=0.1,seed=0"]
 
     port = free_port()
     server = start([sys.executable, "-m", "mpimpy", "ui", "--port", str(port)],
                    tmp_path / "mlflow.log", env=env)
     try:
         wait_for(f"http://127.0.0.1:{port}/health", server, timeout_s=180)
-        page = browser.new_page(viewport={"width": 1500, "height": 900})
-        page.goto(f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs")
-        training = page.get_by_text("Model training", exact=True)
-        if training.count():  # MLflow 3 opens on its GenAI view; runs live under training
-            training.first.click()
+        page = browser.new_context(viewport={"width": 1700, "height": 900}).new_page()
+        page.goto(f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}")
         try:
             for name in names:
-                page.get_by_text(name).first.wait_for(timeout=60_000)
+                page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
+            header = page.locator("[role=columnheader]")
+            header.filter(has_text=re.compile(r"^SNR_dB$")).first.wait_for(timeout=30_000)
+            shown = {text.strip() for text in header.all_inner_texts()}
+            assert {"RE", "SNR_dB", "fmt", "var"} <= shown, shown
+            assert page.get_by_text(shipped["description"]).count()
         finally:
             page.screenshot(path=str(artifacts / "mlflow-runs.png"), full_page=True)
+        assert "GenAI" not in page.url and "/runs" in page.url
     finally:
         stop(server)
     assert server.poll() is not None

@@ -122,12 +122,12 @@ SIMULATOR_CASES = {
                         "seed": 0},
 }
 EXPECTED_PARAMS = {
-    "quickstart": {"var": "0.02", "fmt": "FP", "x_bw_e": "8", "x_slice_method": "[1, 1, 4, 4]",
+    "quickstart": {"var": "0.02", "fmt": "FP", "x_bw_e": "8", "x_slice": "[1, 1, 4, 4]",
                    "x_shape": "[16, 64]", "w_shape": "[64, 16]", "seed": "1"},
     "int_slicing": {"radc": "64", "rdac": "16", "mapping": "diffpair", "g_level": "16",
-                    "w_slice_method": "[1, 3, 4]", "x_bw_e": "None", "seed": "0"},
+                    "w_slice": "[1, 3, 4]", "x_bw_e": "None", "seed": "0"},
     "fp_slicing": {"x_bw_e": "6", "w_bw_e": "6", "data": "laplace",
-                   "w_slice_method": "[1, 1, 2, 2, 2]", "var": "0.02", "seed": "2"},
+                   "w_slice": "[1, 1, 2, 2, 2]", "var": "0.02", "seed": "2"},
     "variation": {"var": "0.05", "read_noise": "0.01", "stuck_fault_ratio": "0.01",
                   "stuck_fault_value": "1", "fmt": "FP", "x_bw_e": "8", "seed": "3"},
     "wire_resistance": {"wire_resistance": "2.0", "array_rows": "16", "fmt": "INT",
@@ -200,10 +200,10 @@ def test_simulator_notebook_logs_one_run(name, store, store_uri, tmp_path):
 
 def log_point(client, experiment_id: str, study: str, parameters: dict) -> str:
     """One FINISHED run as the study runner and a simulator notebook would leave it, from a
-    tiny simulated product with the point's parameters."""
+    tiny simulated product with the point's parameters: the notebook logs what the simulator
+    used, the runner adds the point's other parameters."""
     run = client.create_run(experiment_id, tags={"study": study})
     tracked = tracking.TrackedRun(run.info.run_id, client=client, managed=True)
-    tracked.log_params({f"nb.{k}": v for k, v in parameters.items()})
     settings = {key: parameters[key] for key in
                 ("x_slice", "w_slice", "radc", "mapping", "var", "read_noise",
                  "stuck_fault_ratio", "stuck_fault_value", "bw_e") if key in parameters}
@@ -216,6 +216,7 @@ def log_point(client, experiment_id: str, study: str, parameters: dict) -> str:
     product = compare.simulate(x, w, seed=parameters["seed"], **settings)
     product.log(seed=parameters["seed"], run=tracked, plots=False,
                 extra_params={k: v for k, v in parameters.items() if k in ("fmt", "data")})
+    tracking.log_point_params(tracked, parameters)
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
@@ -330,15 +331,16 @@ def test_parse_number_and_numeric_params():
     assert frame["params.var"].tolist()[0] == "0.0"  # the input is left alone
 
 
-def test_tidy_runs_prefers_the_studys_values():
+def test_tidy_runs_gives_short_names():
     runs = pd.DataFrame({
-        "run_id": ["a"], "status": ["FINISHED"], "metrics.RE": [0.1],
-        "params.var": [0.05], "params.nb.var": [0.1], "params.g_level": [16],
+        "run_id": ["a"], "status": ["FINISHED"], "metrics.RE": [0.1], "params.RE": ["x"],
+        "params.var": [0.05], "params.g_level": [16], "tags.var": ["tag"],
         "tags.format": ["INT"], "tags.mlflow.runName": ["x"],
     })
     tidy = compare.tidy_runs(runs)
-    assert tidy.loc[0, "var"] == 0.1 and tidy.loc[0, "g_level"] == 16
-    assert tidy.loc[0, "RE"] == 0.1 and tidy.loc[0, "format"] == "INT"
+    assert tidy.loc[0, "var"] == 0.05 and tidy.loc[0, "g_level"] == 16  # params over tags
+    assert tidy.loc[0, "RE"] == 0.1 and tidy.loc[0, "format"] == "INT"  # metrics over params
+    assert tidy.loc[0, "fmt"] == "INT"  # from the tag where no param has it
     assert "mlflow.runName" not in tidy and tidy.loc[0, "run_id"] == "a"
     assert compare.tidy_runs(pd.DataFrame()).empty
 
@@ -430,7 +432,7 @@ def test_load_runs_log_summary_and_messages(store, store_uri, tmp_path, monkeypa
 
     runs = compare.load_runs("unit-compare", store_uri)
     assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
-    assert sorted(runs["params.nb.var"]) == [0.0, 0.1] and runs["params.g_level"].dtype.kind == "i"
+    assert sorted(runs["params.var"]) == [0.0, 0.1] and runs["params.g_level"].dtype.kind == "i"
     assert len(compare.load_runs("unit-compare", status=None)) == 3
 
     # load_runs left mlflow's global URI and the environment variable as they were

@@ -9,8 +9,8 @@ Simulating (the simulator notebooks)
 Comparing (the ``compare_*`` notebooks)
     :func:`load_runs` pulls an experiment's runs with :func:`mlflow.search_runs` into a pandas
     DataFrame, with parameters that are numbers turned into numbers; :func:`tidy_runs` gives
-    it short column names (the study's values, ``nb.<name>``, win over what the simulator
-    logged under ``<name>``); :func:`log_summary` logs figures and tables as one *summary run*
+    it short column names (each setting has one name: ``var``, ``x_slice``, ``fmt``);
+    :func:`log_summary` logs figures and tables as one *summary run*
     in the same experiment (tag ``mpimpy.summary=true``), which :func:`load_runs` leaves out.
 """
 
@@ -34,8 +34,6 @@ from mpimpy import tracking
 
 #: Tag that marks a summary run (figures comparing the other runs of its experiment).
 SUMMARY_TAG = "mpimpy.summary"
-#: Prefix of the study's notebook parameters, as the runner logs them.
-STUDY_PARAM_PREFIX = "nb."
 #: Axis labels with units for the metrics the simulator logs.
 METRIC_LABELS = {
     "RE": "relative error ||y - y_ideal|| / ||y_ideal|| (1)",
@@ -273,8 +271,8 @@ def load_runs(experiment: str, tracking_uri: str | None = None, *,
 
 
 def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Short column names: every param (the study's ``nb.<name>`` value winning over the
-    ``<name>`` the simulator logged), metric and tag without prefix, plus ``run_id``.
+    """Short column names: every param, metric and tag without its prefix, plus ``run_id``,
+    ``status``, ``start_time``, and ``fmt`` (from the tag ``format``) where no param has it.
 
     Metrics win over params and tags of the same name; tags are only added where no
     param or metric has the name.
@@ -282,18 +280,12 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     out: dict[str, pd.Series] = {}
     if runs.empty:
         return pd.DataFrame()
-    for column in runs.columns:
-        if column.startswith("tags.") and not column.startswith("tags.mlflow."):
-            out[column[len("tags."):]] = runs[column]
-    for column in runs.columns:
-        if column.startswith("params.") and not column.startswith(f"params.{STUDY_PARAM_PREFIX}"):
-            out[column[len("params."):]] = runs[column]
-    for column in runs.columns:
-        if column.startswith(f"params.{STUDY_PARAM_PREFIX}"):
-            out[column[len(f"params.{STUDY_PARAM_PREFIX}"):]] = runs[column]
-    for column in runs.columns:
-        if column.startswith("metrics."):
-            out[column[len("metrics."):]] = runs[column]
+    for prefix in ("tags.", "params.", "metrics."):
+        for column in runs.columns:
+            if column.startswith(prefix) and not column.startswith("tags.mlflow."):
+                out[column[len(prefix):]] = runs[column]
+    if "fmt" not in out and "format" in out:
+        out["fmt"] = out["format"]
     for column in ("run_id", "status", "start_time"):
         if column in runs:
             out[column] = runs[column]
