@@ -2,10 +2,14 @@
 
 The public API::
 
-    from mpimpy import DPETensor, SlicedData, dot, RE, SNR, ABSE
+    from mpimpy import DPETensor, SlicedData, dot, CrossbarMatmul, RE, SNR, ABSE
+
+``dot`` programs its right operand anew on every call; :class:`CrossbarMatmul` programs a
+matrix once and multiplies every input by the same arrays (``mpimpy.apps.CrossbarMatmul``).
 """
 
 from .api import dot
+from .apps.matmul import CrossbarMatmul
 from .config import CrossbarConfig, TileShape
 from .engine import DPETensor
 from .metrics import ABSE, RE, SNR, all_metrics, max_abs_error
@@ -16,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DPETensor",
     "SlicedData",
+    "CrossbarMatmul",
     "CrossbarConfig",
     "TileShape",
     "dot",

@@ -21,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -93,15 +94,26 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def test_explorer_in_jupyterlab(browser, tmp_path, artifacts):
+    """The shipped explorer notebook, used in JupyterLab as a user would: a slider changes the
+    result; an invalid input greys the figures out and disables logging; saving the notebook
+    (JupyterLab also autosaves) leaves the tracked file exactly as committed, so runs do not
+    log a -dirty commit."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    shutil.copy(ROOT / "notebooks" / "explorer.ipynb", tmp_path / "explorer.ipynb")
+    from mpimpy import nbclean
+
+    hook = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "mpimpy.json"
+    assert hook.is_file(), "the Jupyter pre-save hook is not installed: run `make setup`"
+    shipped = ROOT / "notebooks" / "explorer.ipynb"
+    committed = shipped.read_bytes()
+    checkpoints = shipped.parent / ".ipynb_checkpoints"
+    had_checkpoints = checkpoints.exists()
     port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
                JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"))
     lab = start([sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                  f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
-                 f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=",
+                 f"--ServerApp.root_dir={shipped.parent}", "--LabApp.news_url=",
                  "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                  "--ServerApp.allow_root=True"],
                 tmp_path / "jupyterlab.log", env=env)
@@ -124,7 +136,6 @@ def test_explorer_in_jupyterlab(browser, tmp_path, artifacts):
         finally:
             page.screenshot(path=str(artifacts / "explorer-loaded.png"), full_page=True)
         first = status.inner_text()
-        page.screenshot(path=str(artifacts / "explorer-before.png"), full_page=True)
 
         page.get_by_role("tab", name="device").click()
         var_slider = page.locator(".widget-slider", has_text="var").locator(".noUi-handle")
@@ -141,8 +152,32 @@ def test_explorer_in_jupyterlab(browser, tmp_path, artifacts):
             return float(re.search(r"RE = ([0-9.e+-]+)", text).group(1))
 
         assert relative_error(second) > relative_error(first)
+
+        page.get_by_role("tab", name="format").click()
+        x_slices = page.locator(".widget-text", has_text="x_slice").locator("input")
+        x_slices.fill("2,1,2")
+        x_slices.press("Enter")
+        page.locator(".mpimpy-explorer-figures.mpimpy-explorer-stale").wait_for(timeout=30_000)
+        assert "sign slice" in status.inner_text()
+        assert page.get_by_text("Out of date").count()
+        assert page.get_by_role("button", name="Log to MLflow").is_disabled()
+        page.screenshot(path=str(artifacts / "explorer-stale.png"), full_page=True)
+
+        saved_before = shipped.stat().st_mtime_ns
+        page.locator(".jp-Notebook").first.click()  # the notebook, not a widget, has the focus
+        page.keyboard.press("Control+s")
+        deadline = time.monotonic() + 30
+        while shipped.stat().st_mtime_ns == saved_before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert shipped.stat().st_mtime_ns != saved_before, "JupyterLab did not save"
+        time.sleep(0.5)  # the write is complete
+        assert shipped.read_bytes() == committed, "saving the explorer changed the tracked file"
+        assert nbclean.is_clean(nbformat.read(str(shipped), as_version=4))
     finally:
         stop(lab)
+        shipped.write_bytes(committed)
+        if not had_checkpoints:
+            shutil.rmtree(checkpoints, ignore_errors=True)
     assert lab.poll() is not None
 
 
