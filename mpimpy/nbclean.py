@@ -13,8 +13,9 @@ cell ids kept) with :data:`EXTRA_KEYS`, applied by
   tools;
 * the test that checks every committed notebook is clean (:func:`is_clean`).
 
-``python -m mpimpy.nbclean --install`` (run by ``make setup``) installs the hook for this
-environment (``<sys.prefix>/etc/jupyter/jupyter_server_config.d/mpimpy.json``);
+``python -m mpimpy.nbclean --install`` (run by ``make setup``) enables this module as a
+Jupyter server extension of the environment, which registers the hook
+(``<sys.prefix>/etc/jupyter/jupyter_server_config.d/mpimpy.json``);
 ``--install-git-filter`` configures the filter in the checkout's git configuration (once per
 clone, see ``notebooks/README.md``). ``python -m mpimpy.nbclean FILE...`` cleans notebooks in
 place (``--check``: only report the ones that are not clean); with no file it filters
@@ -82,16 +83,28 @@ def pre_save_hook(model, path, contents_manager, **kwargs):
 GIT_FILTER = "mpimpy-nbclean"
 
 
+def _jupyter_server_extension_points():
+    """This module is a Jupyter server extension: it registers :func:`pre_save_hook`."""
+    return [{"module": "mpimpy.nbclean"}]
+
+
+def _load_jupyter_server_extension(serverapp):
+    serverapp.contents_manager.register_pre_save_hook(pre_save_hook)
+    serverapp.log.info("mpimpy: notebooks saved into %s are saved without outputs",
+                       shipped_dir())
+
+
 def install() -> str:
-    """Install :func:`pre_save_hook` for this environment's Jupyter servers; returns where."""
+    """Enable this module as a Jupyter server extension of this environment (so that its
+    :func:`pre_save_hook` runs in every Jupyter server started from it); returns where."""
     import json
     import sys
 
     folder = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d"
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"ContentsManager": {"pre_save_hook": "mpimpy.nbclean.pre_save_hook"}}
+    config = {"ServerApp": {"jpserver_extensions": {"mpimpy.nbclean": True}}}
     (folder / "mpimpy.json").write_text(json.dumps(config, indent=2) + "\n")
-    return f"Jupyter pre-save hook: {folder / 'mpimpy.json'}"
+    return f"Jupyter server extension mpimpy.nbclean (pre-save hook): {folder / 'mpimpy.json'}"
 
 
 def install_git_filter() -> str:

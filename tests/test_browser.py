@@ -171,6 +171,7 @@ def test_explorer_in_jupyterlab(browser, tmp_path, artifacts):
             time.sleep(0.2)
         assert shipped.stat().st_mtime_ns != saved_before, "JupyterLab did not save"
         time.sleep(0.5)  # the write is complete
+        (artifacts / "explorer-saved.ipynb").write_bytes(shipped.read_bytes())
         assert shipped.read_bytes() == committed, "saving the explorer changed the tracked file"
         assert nbclean.is_clean(nbformat.read(str(shipped), as_version=4))
     finally:
