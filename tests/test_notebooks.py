@@ -622,3 +622,32 @@ def test_comparison_collects_and_logs_one_summary(store, store_uri, tmp_path, ca
     assert f"summary run {run_id}: 1 figures, 1 tables" in capsys.readouterr().out
     assert artifact_paths(store, run_id, "figures") == {"figures/line.png"}
     assert store.get_run(run_id).data.metrics["n_runs"] == 2
+
+
+def test_notebooks_saved_into_the_shipped_folder_are_cleaned(tmp_path, capsys):
+    """The Jupyter pre-save hook cleans what is saved into notebooks/ and nothing else; the
+    command line cleans files in place or only reports them."""
+    from types import SimpleNamespace
+
+    from mpimpy import nbclean
+
+    cell = nbformat.v4.new_code_cell("1 + 1", execution_count=3, outputs=[
+        nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)])
+    notebook = nbformat.v4.new_notebook(cells=[cell], metadata={
+        "language_info": {"name": "python", "version": "3.11.7"}, "widgets": {"state": {}}})
+    assert not nbclean.is_clean(notebook)
+    model = {"type": "notebook", "content": nbformat.from_dict(notebook)}
+    nbclean.pre_save_hook(model, "/elsewhere.ipynb", SimpleNamespace(root_dir=str(tmp_path)))
+    assert model["content"] == notebook  # a notebook outside notebooks/ keeps its outputs
+    nbclean.pre_save_hook(model, "/explorer.ipynb", SimpleNamespace(root_dir=str(NOTEBOOKS)))
+    cleaned = model["content"]
+    assert nbclean.is_clean(cleaned) and cleaned.cells[0].outputs == []
+    assert cleaned.cells[0].execution_count is None and cleaned.cells[0].id == cell.id
+    assert "language_info" not in cleaned.metadata and "widgets" not in cleaned.metadata
+
+    path = tmp_path / "used.ipynb"
+    nbformat.write(notebook, str(path))
+    assert nbclean.main(["--check", str(path)]) == 1 and "not clean" in capsys.readouterr().out
+    assert nbclean.main([str(path)]) == 0
+    assert nbclean.is_clean(nbformat.read(str(path), as_version=4))
+    assert nbclean.main(["--check", str(path)]) == 0
