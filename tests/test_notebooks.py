@@ -370,6 +370,12 @@ def test_tidy_runs_gives_short_names():
     assert tidy.loc[0, "fmt"] == "INT"  # from the tag where no param has it
     assert "mlflow.runName" not in tidy and tidy.loc[0, "run_id"] == "a"
     assert compare.tidy_runs(pd.DataFrame()).empty
+    # runs logged before one name per setting: the study's nb.<name> values fill the gaps
+    old = pd.DataFrame({"params.nb.x_slice": ["[1, 3, 4]", None], "params.x_slice": [None, "[1]"],
+                        "params.nb.m": [8, 16]})
+    tidy = compare.tidy_runs(old)
+    assert list(tidy["x_slice"]) == ["[1, 3, 4]", "[1]"] and list(tidy["m"]) == [8, 16]
+    assert not [c for c in tidy if c.startswith("nb.")]
 
 
 def test_slice_helpers():

@@ -330,6 +330,8 @@ def load_runs(experiment: str, tracking_uri: str | None = None, *,
 def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Short column names: every param, metric and tag without its prefix, plus ``run_id``,
     ``status``, ``start_time``, and ``fmt`` (from the tag ``format``) where no param has it.
+    Runs of older stores that kept a study's values as ``nb.<name>`` params get them as
+    ``<name>`` where the run has no ``<name>`` of its own.
 
     Metrics win over params and tags of the same name; tags are only added where no
     param or metric has the name.
@@ -341,6 +343,10 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
         for column in runs.columns:
             if column.startswith(prefix) and not column.startswith("tags.mlflow."):
                 out[column[len(prefix):]] = runs[column]
+    for name in [k for k in out if k.startswith("nb.")]:  # runs logged before one name per
+        values = out.pop(name)  # setting kept the study's values as nb.<name>: fill them in
+        short = name[len("nb."):]
+        out[short] = out[short].fillna(values) if short in out else values
     if "fmt" not in out and "format" in out:
         out["fmt"] = out["format"]
     for column in ("run_id", "status", "start_time"):
