@@ -453,7 +453,9 @@ class Explorer:
                                      f"are invalid ({self.error or 'no result yet'}).</b>")
             return None
         r = self.result
-        name = tracking.run_name(r.settings.changed()) or "defaults"
+        changed = {k: parse_slices(v, k) if k in ("x_slice", "w_slice") else v
+                   for k, v in r.settings.changed().items()}
+        name = tracking.run_name(changed) or "defaults"  # x_slice=[1,3,4], as the studies
         tracking.ensure_experiment(self.experiment, description=(
             "Runs logged from the interactive explorer (notebooks/explorer.ipynb), one per "
             "click on Log to MLflow, named after the settings that differ from its defaults."),
