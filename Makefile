@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mpimpy)" >/dev/null
+	$(PY) -m mpimpy.nbclean --install >/dev/null  # shipped notebooks are saved without outputs
 	touch $@
 
 setup: $(VENV)/.installed

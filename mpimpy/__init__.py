@@ -2,12 +2,16 @@
 
 The public API::
 
-    from mpimpy import DPETensor, SlicedData, dot, RE, SNR, ABSE
+    from mpimpy import DPETensor, SlicedData, dot, CrossbarMatmul, RE, SNR, ABSE
     from mpimpy import cost       # energy, latency and area: cost.estimate(engine, x, mat)
+
+``dot`` programs its right operand anew on every call; :class:`CrossbarMatmul` programs a
+matrix once and multiplies every input by the same arrays (``mpimpy.apps.CrossbarMatmul``).
 """
 
 from . import cost
 from .api import dot
+from .apps.matmul import CrossbarMatmul
 from .config import CrossbarConfig, TileShape
 from .engine import DPETensor
 from .metrics import ABSE, RE, SNR, all_metrics, max_abs_error
@@ -18,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DPETensor",
     "SlicedData",
+    "CrossbarMatmul",
     "CrossbarConfig",
     "TileShape",
     "dot",

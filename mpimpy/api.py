@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .engine import DPETensor
-from .slicing import SlicedData
+from .slicing import SlicedData, parse_slice_method
 
 #: The chip ``mpimpy.dot`` simulates unless told otherwise: a realistic one that a user replacing
 #: ``np.dot`` can trust for a first answer. (:class:`~mpimpy.engine.DPETensor` keeps the
@@ -25,6 +25,11 @@ DOT_DEFAULTS = dict(
 def dot(a, b, engine: DPETensor | None = None, xblk=(1, 1, 2, 4), mblk=(1, 1, 2, 4),
         bw_e: int | None = None, paral_size=(64, 64), quant_gran=None, **engine_kwargs):
     """Simulated ``np.dot(a, b)``: ``b`` is programmed into crossbars and ``a`` drives them.
+
+    Every call programs ``b`` anew: device variation and stuck cells are drawn again, so with
+    ``seed=None`` two identical calls give different results (the same ``seed``, the same
+    result). To program a matrix once and multiply many inputs by the same chip, use
+    :class:`mpimpy.CrossbarMatmul`.
 
     Args:
         a: numpy array or torch tensor: a vector ``(K,)``, a matrix ``(M, K)`` or a batch
@@ -49,6 +54,7 @@ def dot(a, b, engine: DPETensor | None = None, xblk=(1, 1, 2, 4), mblk=(1, 1, 2,
     if engine is not None and engine_kwargs:
         raise TypeError(f"pass either engine or engine settings, not both (got engine and "
                         f"{sorted(engine_kwargs)})")
+    xblk, mblk = parse_slice_method(xblk, "xblk"), parse_slice_method(mblk, "mblk")
     as_torch = isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor)
     if as_torch:
         ta, tb = torch.as_tensor(a), torch.as_tensor(b)

@@ -139,6 +139,8 @@ def ui_command(port: int = 5000, host: str = "127.0.0.1") -> list[str] | None:
         uri,
         "--default-artifact-root",
         artifacts.resolve().as_uri(),
+        "--app-name",  # MLflow's app, opening experiments on their runs (mpimpy/mlflow_ui.py)
+        "mpimpy",
         "--host",
         host,
         "--port",

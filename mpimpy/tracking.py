@@ -16,6 +16,17 @@ How a notebook logs
     the first call starts a new run in the ``notebooks`` experiment (or the one given to
     :func:`start_run`), ended when the kernel exits or by :meth:`TrackedRun.end`.
 
+How runs look in the MLflow UI
+    Every experiment the project creates (:func:`ensure_experiment`) carries MLflow 3's
+    experiment-kind tag (``mlflow.experimentKind = custom_model_development``: a model-training
+    experiment, whose page is its runs table, not the GenAI trace overview), its description as
+    MLflow's experiment note (``mlflow.note.content``) and the runs-table columns to show by
+    default (:data:`COLUMNS_TAG`: the key metrics and a study's swept parameters), which
+    ``mpimpy ui`` applies (:mod:`mpimpy.mlflow_ui`). Each setting is logged once, under one
+    name: the simulator's own value (``var``, ``radc``, ``x_slice``), then whatever else the
+    notebook or the study set (:func:`log_point_params`). Executed notebooks are logged as
+    ``.ipynb`` and rendered as ``.html`` (:func:`log_notebook`).
+
 Infinite metrics
     An exact simulation has an SNR of +inf dB. MLflow's SQL store silently turns inf into the
     largest double (1.8e308), which wrecks every chart and comparison, and a REST server may
@@ -33,7 +44,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -49,6 +60,17 @@ DEFAULT_EXPERIMENT = "notebooks"
 SNR_CAP_DB = 400.0
 #: MLflow limits a param value's length; longer values are cut with an ellipsis.
 MAX_PARAM_LENGTH = 500
+#: MLflow 3's experiment-kind tag and the kind of every mPimPy experiment: model training, so
+#: that MLflow versions that read the tag open the experiment on its runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+#: MLflow's description of an experiment or a run (shown on its page, Markdown).
+NOTE_TAG = "mlflow.note.content"
+#: Experiment tag: JSON list of the runs-table columns ``mpimpy ui`` shows by default, such as
+#: ``["metrics.RE", "params.var"]``.
+COLUMNS_TAG = "mpimpy.runs_table_columns"
+#: Metrics shown in every experiment's runs table (where its runs have them).
+KEY_METRICS = ("RE", "SNR_dB", "accuracy", "energy_per_mac_pJ")
 
 # --------------------------------------------------------------------------------------------
 # The store
@@ -123,39 +145,75 @@ def _create_local_store(uri: str) -> None:
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     except ImportError:  # pragma: no cover - a future MLflow that moved it: keep its default
         return
-    SqlAlchemyStore(uri, artifact_root(uri))
+    from mlflow.entities import ExperimentTag
+
+    store = SqlAlchemyStore(uri, artifact_root(uri))
+    for key, value in experiment_tags().items():  # the Default experiment opens on its runs too
+        store.set_experiment_tag(store.DEFAULT_EXPERIMENT_ID, ExperimentTag(key, value))
 
 
-def ensure_experiment(name: str, *, client=None) -> str:
+def ensure_experiment(
+    name: str,
+    *,
+    client=None,
+    description: str | None = None,
+    columns: Sequence[str] = (),
+) -> str:
     """Id of the experiment ``name``, created if missing; safe against a concurrent creation.
 
     In a local store its artifacts go to ``<store>/artifacts/<name>`` (an absolute ``file://``
     location). Create experiments once, in one process, and hand the id to workers:
     ``mlflow.set_experiment`` called from several processes at once can file runs under the
     Default experiment.
+
+    The experiment gets (or, if it exists, is brought up to date with) the tags that make it
+    open on its runs table in the MLflow UI (see the module docstring): the experiment kind,
+    ``description`` as its note, and :data:`COLUMNS_TAG` listing the :data:`KEY_METRICS` and
+    ``columns`` (parameter names such as ``"var"``, or ``"metrics.X"``/``"tags.X"``).
     """
     from mlflow.exceptions import MlflowException
 
     client = client or get_client()
+    tags = experiment_tags(description=description, columns=columns)
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
-    location = None
-    root = artifact_root(client.tracking_uri)
-    if root is not None:
-        folder = Path(unquote(urlparse(root).path)) / _safe_name(name)
-        if folder.exists():  # left over from a deleted experiment of the same name
-            folder = folder.with_name(f"{folder.name}-{os.urandom(4).hex()}")
-        location = folder.as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:
-        experiment = client.get_experiment_by_name(name)  # another process created it first
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment is None:
+        location = None
+        root = artifact_root(client.tracking_uri)
+        if root is not None:
+            folder = Path(unquote(urlparse(root).path)) / _safe_name(name)
+            if folder.exists():  # left over from a deleted experiment of the same name
+                folder = folder.with_name(f"{folder.name}-{os.urandom(4).hex()}")
+            location = folder.as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=location, tags=tags)
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)  # another process created it first
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    if not columns and COLUMNS_TAG in experiment.tags:  # keep the columns a study chose
+        del tags[COLUMNS_TAG]
+    for key, value in tags.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
+
+
+def experiment_tags(*, description: str | None = None, columns: Sequence[str] = ()) -> dict:
+    """The tags :func:`ensure_experiment` gives an experiment (see there)."""
+    import json
+
+    keys = [f"metrics.{m}" for m in KEY_METRICS]
+    for column in columns:
+        key = column if column.split(".", 1)[0] in ("metrics", "params", "tags") else (
+            f"params.{column}")
+        if key not in keys:
+            keys.append(key)
+    tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, COLUMNS_TAG: json.dumps(keys)}
+    if description:
+        tags[NOTE_TAG] = description
+    return tags
 
 
 def _safe_name(name: str) -> str:
@@ -401,12 +459,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: Logged names of a :class:`mpimpy.SlicedData`'s settings (``x_slice`` as the notebooks and
+#: studies call it; the array size is logged once, as ``array_rows`` and ``array_cols``).
+_SLICED_NAMES = {"slice_method": "slice", "bw_e": "bw_e", "quant_gran": "quant_gran"}
+
+
 def _sliced_params(prefix: str, data) -> dict[str, Any]:
     """Slicing settings of a :class:`mpimpy.SlicedData` (whatever of them it has)."""
     out: dict[str, Any] = {}
-    for attr in ("slice_method", "bw_e", "quant_gran", "paral_size"):
+    for attr, name in _SLICED_NAMES.items():
         if hasattr(data, attr):
-            out[f"{prefix}_{attr}"] = _plain(getattr(data, attr))
+            out[f"{prefix}_{name}"] = _plain(getattr(data, attr))
     shape = _shape(data)
     if shape is not None:
         out[f"{prefix}_shape"] = shape
@@ -417,8 +480,9 @@ def simulation_params(engine, x, mat) -> dict[str, Any]:
     """Every hardware and slicing setting of one simulated product, as a flat dict.
 
     ``engine`` is a :class:`mpimpy.DPETensor`, ``x`` and ``mat`` the :class:`mpimpy.SlicedData`
-    input and weights. Weight slices are named ``w_*``; the array size is the weights'
-    ``paral_size`` (``array_rows`` x ``array_cols``).
+    input and weights: ``x_slice``, ``x_bw_e``, ``x_quant_gran``, ``x_shape`` and the same
+    ``w_*`` for the weights; the array size is the weights' ``paral_size`` (``array_rows`` x
+    ``array_cols``).
     """
     params: dict[str, Any] = {}
     config = getattr(engine, "config", None)
@@ -428,7 +492,7 @@ def simulation_params(engine, x, mat) -> dict[str, Any]:
     params["device"] = str(getattr(engine, "device", "cpu"))
     params.update(_sliced_params("x", x))
     params.update(_sliced_params("w", mat))
-    paral = params.get("w_paral_size") or params.get("x_paral_size")
+    paral = _plain(getattr(mat, "paral_size", None) or getattr(x, "paral_size", None))
     if isinstance(paral, list) and len(paral) == 2:
         params["array_rows"], params["array_cols"] = int(paral[0]), int(paral[1])
     return params
@@ -459,7 +523,8 @@ def log_result(
     metrics RE, SNR_dB, ABSE, max_abs_error and sim_time_s (plus ``extra_metrics``); the tags
     ``format`` (INT/FP, from ``params``), ``study`` and ``point_id`` (from the runner); a
     measured-vs-expected scatter plot and an error histogram (PNG, under ``plots/``) and the
-    notebook at ``notebook_path`` (under ``notebook/``). Returns the metrics as computed
+    notebook at ``notebook_path`` (under ``notebook/``, also as HTML: :func:`log_notebook`).
+    Returns the metrics as computed
     (before any capping), for the notebook to show.
 
     ``run``: a :class:`TrackedRun`, a run id or an MLflow run; default the open run (the study
@@ -499,7 +564,7 @@ def log_result(
             tracked.log_artifact(scatter, "plots")
             tracked.log_artifact(histogram, "plots")
     if notebook_path is not None and Path(notebook_path).is_file():
-        tracked.log_artifact(notebook_path, "notebook")
+        log_notebook(notebook_path, tracked)
     return metrics
 
 
@@ -607,6 +672,76 @@ def log_cost(report, *, run=None, layers: Mapping[str, Any] | None = None,
     return logged
 
 
+def run_name(values: Mapping[str, Any]) -> str:
+    """A run's name from its settings, as the studies name their points:
+    ``{"fmt": "INT", "x_slice": [1, 3, 4]}`` -> ``"fmt=INT,x_slice=[1,3,4]"``."""
+
+    def short(value):
+        if isinstance(value, list | tuple):
+            return "[" + ",".join(short(v) for v in value) + "]"
+        return str(value)
+
+    return ",".join(f"{k}={short(v)}" for k, v in values.items())
+
+
+def point_note(study: str, notebook: str, varying: Mapping[str, Any],
+               fixed: Mapping[str, Any] | None = None) -> str:
+    """One line describing a study's point, for its run's description (MLflow's run note):
+    ``"Study quickstart, point fmt=INT, var=0.05, seed=0 of quickstart.ipynb (m=128, ...)"``."""
+    text = ", ".join(f"{k}={v}" for k, v in varying.items())
+    line = f"Study {study}, point {text} of {notebook}"
+    rest = {k: v for k, v in (fixed or {}).items() if k not in varying}
+    if rest:
+        line += " (" + ", ".join(f"{k}={v}" for k, v in rest.items()) + ")"
+    return line
+
+
+def log_point_params(run, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Log the notebook parameters of a study's point that the run does not hold yet.
+
+    Called by the study runner after the notebook has run: the notebook logged the settings
+    the simulator actually used (``radc = None`` for an ideal ADC a parameter wrote as 0), and
+    the point's other parameters (``m``, ``sweep``, ...) join them under the same names, one
+    name per setting. Returns what was logged. ``run``: a :class:`TrackedRun` or a run id.
+    """
+    tracked = run if isinstance(run, TrackedRun) else TrackedRun(run, managed=True)
+    held = tracked.client.get_run(tracked.run_id).data.params
+    missing = {k: v for k, v in parameters.items() if str(k) not in held}
+    tracked.log_params(missing)
+    return missing
+
+
+def notebook_html(path: str | Path) -> str:
+    """An executed notebook rendered as a standalone HTML page (nbconvert), outputs and
+    images included, so that it opens readable in the MLflow UI's artifact view."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook = nbformat.read(str(path), as_version=4)
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
+    return body
+
+
+def log_notebook(path: str | Path, run, artifact_path: str = "notebook") -> None:
+    """Log a notebook as ``<artifact_path>/<name>.ipynb`` and, rendered, ``<name>.html``.
+
+    ``run``: a :class:`TrackedRun` or a run id. A notebook that cannot be rendered (not valid
+    JSON, a partly written file) is still logged as ``.ipynb``.
+    """
+    tracked = run if isinstance(run, TrackedRun) else TrackedRun(run, managed=True)
+    path = Path(path)
+    tracked.log_artifact(path, artifact_path)
+    try:
+        html = notebook_html(path)
+    except Exception as exc:  # the .ipynb is what matters; say why there is no HTML
+        tracked.set_tags({"mpimpy.notebook_html_error": f"{type(exc).__name__}: {exc}"[:500]})
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / f"{path.stem}.html"
+        page.write_text(html, encoding="utf-8")
+        tracked.log_artifact(page, artifact_path)
+
+
 def store_summary(uri: str | None = None) -> str:
     """One line saying where the store is, for messages."""
     uri = uri or tracking_uri()
@@ -617,23 +752,34 @@ def store_summary(uri: str | None = None) -> str:
 
 
 __all__ = [
+    "COLUMNS_TAG",
     "COST_METRICS",
     "DEFAULT_EXPERIMENT",
     "DEFAULT_TECHNOLOGY",
+    "EXPERIMENT_KIND",
+    "EXPERIMENT_KIND_TAG",
+    "KEY_METRICS",
+    "NOTE_TAG",
     "SNR_CAP_DB",
     "TrackedRun",
     "artifact_root",
     "current_run",
     "ensure_experiment",
     "environment_info",
+    "experiment_tags",
     "get_client",
     "git_commit",
     "log_cost",
+    "log_notebook",
+    "log_point_params",
     "log_result",
     "log_simulation",
     "loggable_metrics",
+    "notebook_html",
     "number_format",
+    "point_note",
     "project_root",
+    "run_name",
     "simulation_cost",
     "simulation_params",
     "sqlite_path",

@@ -21,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -93,15 +94,26 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def test_explorer_in_jupyterlab(browser, tmp_path, artifacts):
+    """The shipped explorer notebook, used in JupyterLab as a user would: a slider changes the
+    result; an invalid input greys the figures out and disables logging; saving the notebook
+    (JupyterLab also autosaves) leaves the tracked file exactly as committed, so runs do not
+    log a -dirty commit."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    shutil.copy(ROOT / "notebooks" / "explorer.ipynb", tmp_path / "explorer.ipynb")
+    from mpimpy import nbclean
+
+    hook = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "mpimpy.json"
+    assert hook.is_file(), "the Jupyter pre-save hook is not installed: run `make setup`"
+    shipped = ROOT / "notebooks" / "explorer.ipynb"
+    committed = shipped.read_bytes()
+    checkpoints = shipped.parent / ".ipynb_checkpoints"
+    had_checkpoints = checkpoints.exists()
     port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
                JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"))
     lab = start([sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                  f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
-                 f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=",
+                 f"--ServerApp.root_dir={shipped.parent}", "--LabApp.news_url=",
                  "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                  "--ServerApp.allow_root=True"],
                 tmp_path / "jupyterlab.log", env=env)
@@ -124,7 +136,6 @@ def test_explorer_in_jupyterlab(browser, tmp_path, artifacts):
         finally:
             page.screenshot(path=str(artifacts / "explorer-loaded.png"), full_page=True)
         first = status.inner_text()
-        page.screenshot(path=str(artifacts / "explorer-before.png"), full_page=True)
 
         page.get_by_role("tab", name="device").click()
         var_slider = page.locator(".widget-slider", has_text="var").locator(".noUi-handle")
@@ -141,47 +152,84 @@ def test_explorer_in_jupyterlab(browser, tmp_path, artifacts):
             return float(re.search(r"RE = ([0-9.e+-]+)", text).group(1))
 
         assert relative_error(second) > relative_error(first)
+
+        page.get_by_role("tab", name="format").click()
+        x_slices = page.locator(".widget-text", has_text="x_slice").locator("input")
+        x_slices.fill("2,1,2")
+        x_slices.press("Enter")
+        page.locator(".mpimpy-explorer-figures.mpimpy-explorer-stale").wait_for(timeout=30_000)
+        assert "sign slice" in status.inner_text()
+        assert page.get_by_text("Out of date").count()
+        assert page.get_by_role("button", name="Log to MLflow").is_disabled()
+        page.screenshot(path=str(artifacts / "explorer-stale.png"), full_page=True)
+
+        saved_before = shipped.stat().st_mtime_ns
+        page.locator(".jp-Notebook").first.click()  # the notebook, not a widget, has the focus
+        page.keyboard.press("Control+s")
+        deadline = time.monotonic() + 30
+        while shipped.stat().st_mtime_ns == saved_before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert shipped.stat().st_mtime_ns != saved_before, "JupyterLab did not save"
+        time.sleep(0.5)  # the write is complete
+        (artifacts / "explorer-saved.ipynb").write_bytes(shipped.read_bytes())
+        assert shipped.read_bytes() == committed, "saving the explorer changed the tracked file"
+        assert nbclean.is_clean(nbformat.read(str(shipped), as_version=4))
     finally:
         stop(lab)
+        shipped.write_bytes(committed)
+        if not had_checkpoints:
+            shutil.rmtree(checkpoints, ignore_errors=True)
     assert lab.poll() is not None
 
 
-def test_mlflow_ui_lists_logged_runs(browser, tmp_path, artifacts):
-    import numpy as np
+def test_mlflow_ui_opens_experiments_on_their_runs(browser, tmp_path, artifacts):
+    """A shrunk quickstart study through the real runner, then `mpimpy ui` in a browser that
+    never saw MLflow: the experiment opens on its runs table, without any click, with the
+    key metrics and the swept parameters as columns, and the study's description."""
+    import yaml
 
     from mpimpy import tracking
+    from mpimpy.studies import run_study
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    shipped = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
+    study = {**shipped, "name": "ui-study", "experiment": "ui-study",
+             "notebook": str(ROOT / "notebooks" / "quickstart.ipynb"),
+             "parameters": {"m": 8, "k": 64, "n": 8},
+             "grid": {"fmt": ["INT", "FP"], "var": [0.1]}, "seeds": [0]}
+    path = tmp_path / "ui-study.yaml"
+    path.write_text(yaml.safe_dump(study))
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
-        names = [f"browser-run-{i}" for i in range(3)]
-        rng = np.random.default_rng(0)
-        for name in names:
-            ideal = rng.standard_normal(50)
-            with tracking.start_run("browser-test", run_name=name) as run:
-                tracking.log_result(ideal + 0.01 * rng.standard_normal(50), ideal,
-                                    sim_time_s=0.1, seed=0, params={"var": 0.05}, run=run,
-                                    plots=False)
-        experiment_id = tracking.ensure_experiment("browser-test")
+        result = run_study(path, workers=2, output_dir=tmp_path / "out", progress=False)
+        assert result.ok, result.summary()
+        client = tracking.get_client(uri)
+        experiment = client.get_experiment_by_name("ui-study")
+        runs = client.search_runs([experiment.experiment_id])
     finally:
         del os.environ["MLFLOW_TRACKING_URI"]
+    names = sorted(r.info.run_name for r in runs)
+    assert names == ["fmt=FP,var=0.1,seed=0", "fmt=INT,var=0.1,seed=0"]
 
     port = free_port()
     server = start([sys.executable, "-m", "mpimpy", "ui", "--port", str(port)],
                    tmp_path / "mlflow.log", env=env)
     try:
         wait_for(f"http://127.0.0.1:{port}/health", server, timeout_s=180)
-        page = browser.new_page(viewport={"width": 1500, "height": 900})
-        page.goto(f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs")
-        training = page.get_by_text("Model training", exact=True)
-        if training.count():  # MLflow 3 opens on its GenAI view; runs live under training
-            training.first.click()
+        page = browser.new_context(viewport={"width": 1700, "height": 900}).new_page()
+        page.goto(f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}")
         try:
             for name in names:
-                page.get_by_text(name).first.wait_for(timeout=60_000)
+                page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
+            header = page.locator("[role=columnheader]")
+            header.filter(has_text=re.compile(r"^SNR_dB$")).first.wait_for(timeout=30_000)
+            shown = {text.strip() for text in header.all_inner_texts()}
+            assert {"RE", "SNR_dB", "fmt", "var"} <= shown, shown
+            assert page.get_by_text(shipped["description"]).count()
         finally:
             page.screenshot(path=str(artifacts / "mlflow-runs.png"), full_page=True)
+        assert "GenAI" not in page.url and "/runs" in page.url
     finally:
         stop(server)
     assert server.poll() is not None

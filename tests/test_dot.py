@@ -90,3 +90,25 @@ def test_dot_defaults_are_a_realistic_chip_that_users_can_trust():
     original = DPETensor(seed=0)  # offset mapping, two's complement inputs, full-range ADC
     assert RE(exact, dot(a, b, engine=original)) > 3 * max(errors)
     assert DOT_DEFAULTS["mapping"] == "diffpair" and DPETensor().config.mapping == "offset"
+
+
+def test_bad_slicing_is_reported_under_dots_own_names():
+    a, b = np.ones((2, 8)), np.ones((8, 3))
+    with pytest.raises(ValueError, match=r"xblk\[0\] is the sign slice and must be 1"):
+        dot(a, b, xblk=[2, 2, 4])
+    with pytest.raises(ValueError, match=r"mblk\[0\] is the sign slice"):
+        dot(a, b, mblk=[4, 4])
+
+
+def test_dot_programs_anew_each_call_and_crossbar_matmul_programs_once():
+    """What README's "Use it" says: every dot call draws the variation again (seed=None), a
+    CrossbarMatmul keeps the arrays it was programmed with."""
+    from mpimpy import CrossbarMatmul
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((4, 64)), rng.standard_normal((64, 8))
+    assert not np.array_equal(dot(a, b, var=0.1, vnoise=0.0), dot(a, b, var=0.1, vnoise=0.0))
+    np.testing.assert_array_equal(dot(a, b, var=0.1, seed=3), dot(a, b, var=0.1, seed=3))
+    chip = CrossbarMatmul(b, var=0.1, vnoise=0.0, seed=3)
+    np.testing.assert_array_equal(chip(a), chip(a))  # the same arrays, no read noise
+    assert chip.calls == 2

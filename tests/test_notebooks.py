@@ -79,22 +79,44 @@ def artifact_paths(client, run_id: str, folder: str | None = None) -> set[str]:
 # The notebooks as committed
 
 
-@pytest.mark.parametrize("name", SIMULATOR_NOTEBOOKS + COMPARE_NOTEBOOKS + DNN_NOTEBOOKS)
+SHIPPED = sorted(path.name for path in NOTEBOOKS.glob("*.ipynb"))
+TEST_DATA = sorted(path.name for path in (ROOT / "tests" / "data").glob("*.ipynb"))
+
+
+def test_every_shipped_notebook_is_executed_by_a_test():
+    """Each notebook is its own source (no generator scripts) and runs in the tests."""
+    assert not list(NOTEBOOKS.glob("*.py")) and not list((ROOT / "tests" / "data").glob("*.py"))
+    tested = set(SIMULATOR_NOTEBOOKS + COMPARE_NOTEBOOKS + DNN_NOTEBOOKS + ["explorer"])
+    tested |= {f"{app}" for app in ("dct", "heat_equation", "pagerank")}  # tests/test_apps.py
+    tested |= {f"compare_{app}" for app in ("dct", "heat_equation", "pagerank")}
+    assert {name.removesuffix(".ipynb") for name in SHIPPED} == tested
+
+
+@pytest.mark.parametrize("name", SHIPPED + [f"../tests/data/{n}" for n in TEST_DATA])
 def test_committed_notebooks_are_clean_and_parameterized(name):
-    nb = nbformat.read(str(NOTEBOOKS / f"{name}.ipynb"), as_version=4)
+    """No outputs, counts or kernel metadata (mpimpy.nbclean, the rule the Jupyter hook and
+    the git filter apply), and one cell tagged `parameters` declaring what runs need."""
+    from mpimpy import nbclean
+
+    nb = nbformat.read(str(NOTEBOOKS / name), as_version=4)
     nbformat.validate(nb)
-    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1
+    assert nbclean.is_clean(nb), f"{name} carries outputs: python -m mpimpy.nbclean {name}"
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, "outputs not cleared"
+    if name.endswith("noparams.ipynb"):  # the study tests' notebook without one, on purpose
+        return
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name} must have one cell tagged 'parameters'"
     declared = set()
     for line in tagged[0].source.splitlines():
         if line and not line.startswith("#"):
             declared.add(line.split(":")[0].split("=")[0].strip())
     if name.startswith("compare_"):
-        assert {"experiment", "tracking_uri"} <= declared
-    else:
+        assert {"experiment", "tracking_uri", "log"} <= declared
+    elif name == "explorer.ipynb":
+        assert {"experiment"} <= declared
+    elif not name.endswith("noseed.ipynb"):
         assert "seed" in declared
 
 
@@ -108,7 +130,8 @@ def test_shipped_studies_match_the_notebooks(name):
 # Simulator notebooks, run by hand (papermill, no study)
 
 SIMULATOR_CASES = {
-    "quickstart": {"fmt": "FP", "var": 0.02, "m": 16, "k": 64, "n": 16, "seed": 1},
+    "quickstart": {"fmt": "FP", "var": 0.02, "vnoise": 0.01, "radc": None,
+                   "adc_range": "calibrated", "m": 16, "k": 64, "n": 16, "seed": 1},
     "int_slicing": {"x_slice": [1, 1, 2, 4], "w_slice": [1, 3, 4], "radc": 64, "rdac": 16,
                     "mapping": "diffpair", "var": 0.02, "g_level": 16, "m": 8, "k": 64,
                     "n": 8, "seed": 0},
@@ -118,16 +141,17 @@ SIMULATOR_CASES = {
     "variation": {"var": 0.05, "read_noise": 0.01, "stuck_fault_ratio": 0.01,
                   "stuck_fault_value": 1, "fmt": "FP", "m": 8, "k": 64, "n": 8, "n_seeds": 2,
                   "seed": 3},
-    "wire_resistance": {"r": 2.0, "array_size": 16, "fmt": "INT", "m": 4, "k": 32, "n": 16,
-                        "seed": 0},
+    "wire_resistance": {"wire_resistance": 2.0, "array_size": 16, "fmt": "INT", "m": 4, "k": 32,
+                        "n": 16, "seed": 0},
 }
 EXPECTED_PARAMS = {
-    "quickstart": {"var": "0.02", "fmt": "FP", "x_bw_e": "8", "x_slice_method": "[1, 1, 4, 4]",
-                   "x_shape": "[16, 64]", "w_shape": "[64, 16]", "seed": "1"},
+    "quickstart": {"var": "0.02", "fmt": "FP", "x_bw_e": "8", "x_slice": "[1, 1, 4, 4]",
+                   "x_shape": "[16, 64]", "w_shape": "[64, 16]", "seed": "1", "vnoise": "0.01",
+                   "radc": "None", "adc_range": "calibrated"},
     "int_slicing": {"radc": "64", "rdac": "16", "mapping": "diffpair", "g_level": "16",
-                    "w_slice_method": "[1, 3, 4]", "x_bw_e": "None", "seed": "0"},
+                    "w_slice": "[1, 3, 4]", "x_bw_e": "None", "seed": "0"},
     "fp_slicing": {"x_bw_e": "6", "w_bw_e": "6", "data": "laplace",
-                   "w_slice_method": "[1, 1, 2, 2, 2]", "var": "0.02", "seed": "2"},
+                   "w_slice": "[1, 1, 2, 2, 2]", "var": "0.02", "seed": "2"},
     "variation": {"var": "0.05", "read_noise": "0.01", "stuck_fault_ratio": "0.01",
                   "stuck_fault_value": "1", "fmt": "FP", "x_bw_e": "8", "seed": "3"},
     "wire_resistance": {"wire_resistance": "2.0", "array_rows": "16", "fmt": "INT",
@@ -182,6 +206,8 @@ def test_simulator_notebook_logs_one_run(name, store, store_uri, tmp_path):
     assert EXPECTED_ARTIFACTS[name] <= artifacts, EXPECTED_ARTIFACTS[name] - artifacts
     text = outputs_text(nb)
     assert "RE" in text and "SNR" in text
+    if name == "quickstart":  # where the error comes from: the budget table
+        assert "no DAC noise (vnoise=0)" in text and "quantization only" in text
     if name == "fp_slicing":
         # exponent widths too narrow for the data are refused: NaN rows with the message
         local = store.download_artifacts(run.info.run_id, "tables/exponent_width.csv",
@@ -200,10 +226,10 @@ def test_simulator_notebook_logs_one_run(name, store, store_uri, tmp_path):
 
 def log_point(client, experiment_id: str, study: str, parameters: dict) -> str:
     """One FINISHED run as the study runner and a simulator notebook would leave it, from a
-    tiny simulated product with the point's parameters."""
+    tiny simulated product with the point's parameters: the notebook logs what the simulator
+    used, the runner adds the point's other parameters."""
     run = client.create_run(experiment_id, tags={"study": study})
     tracked = tracking.TrackedRun(run.info.run_id, client=client, managed=True)
-    tracked.log_params({f"nb.{k}": v for k, v in parameters.items()})
     settings = {key: parameters[key] for key in
                 ("x_slice", "w_slice", "radc", "mapping", "var", "read_noise",
                  "stuck_fault_ratio", "stuck_fault_value", "bw_e") if key in parameters}
@@ -216,6 +242,7 @@ def log_point(client, experiment_id: str, study: str, parameters: dict) -> str:
     product = compare.simulate(x, w, seed=parameters["seed"], **settings)
     product.log(seed=parameters["seed"], run=tracked, plots=False,
                 extra_params={k: v for k, v in parameters.items() if k in ("fmt", "data")})
+    tracking.log_point_params(tracked, parameters)
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
@@ -268,7 +295,8 @@ def test_quickstart_study_then_its_comparison(store, store_uri, tmp_path):
     study = {**shipped, "name": "qs-small", "experiment": "qs-small",
              "notebook": str(NOTEBOOKS / "quickstart.ipynb"),
              "parameters": {"m": 8, "k": 64, "n": 8},
-             "grid": {"fmt": ["INT", "FP"], "var": [0.1]}}  # 2 points: one round of 2 workers
+             "grid": {"fmt": ["INT", "FP"], "var": [0.1]},
+             "seeds": [0]}  # 2 points: one round of 2 workers
     path = tmp_path / "qs-small.yaml"
     path.write_text(yaml.safe_dump(study))
     result = run_study(path, workers=2, output_dir=tmp_path / "out", progress=False)
@@ -330,17 +358,24 @@ def test_parse_number_and_numeric_params():
     assert frame["params.var"].tolist()[0] == "0.0"  # the input is left alone
 
 
-def test_tidy_runs_prefers_the_studys_values():
+def test_tidy_runs_gives_short_names():
     runs = pd.DataFrame({
-        "run_id": ["a"], "status": ["FINISHED"], "metrics.RE": [0.1],
-        "params.var": [0.05], "params.nb.var": [0.1], "params.g_level": [16],
+        "run_id": ["a"], "status": ["FINISHED"], "metrics.RE": [0.1], "params.RE": ["x"],
+        "params.var": [0.05], "params.g_level": [16], "tags.var": ["tag"],
         "tags.format": ["INT"], "tags.mlflow.runName": ["x"],
     })
     tidy = compare.tidy_runs(runs)
-    assert tidy.loc[0, "var"] == 0.1 and tidy.loc[0, "g_level"] == 16
-    assert tidy.loc[0, "RE"] == 0.1 and tidy.loc[0, "format"] == "INT"
+    assert tidy.loc[0, "var"] == 0.05 and tidy.loc[0, "g_level"] == 16  # params over tags
+    assert tidy.loc[0, "RE"] == 0.1 and tidy.loc[0, "format"] == "INT"  # metrics over params
+    assert tidy.loc[0, "fmt"] == "INT"  # from the tag where no param has it
     assert "mlflow.runName" not in tidy and tidy.loc[0, "run_id"] == "a"
     assert compare.tidy_runs(pd.DataFrame()).empty
+    # runs logged before one name per setting: the study's nb.<name> values fill the gaps
+    old = pd.DataFrame({"params.nb.x_slice": ["[1, 3, 4]", None], "params.x_slice": [None, "[1]"],
+                        "params.nb.m": [8, 16]})
+    tidy = compare.tidy_runs(old)
+    assert list(tidy["x_slice"]) == ["[1, 3, 4]", "[1]"] and list(tidy["m"]) == [8, 16]
+    assert not [c for c in tidy if c.startswith("nb.")]
 
 
 def test_slice_helpers():
@@ -430,7 +465,7 @@ def test_load_runs_log_summary_and_messages(store, store_uri, tmp_path, monkeypa
 
     runs = compare.load_runs("unit-compare", store_uri)
     assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
-    assert sorted(runs["params.nb.var"]) == [0.0, 0.1] and runs["params.g_level"].dtype.kind == "i"
+    assert sorted(runs["params.var"]) == [0.0, 0.1] and runs["params.g_level"].dtype.kind == "i"
     assert len(compare.load_runs("unit-compare", status=None)) == 3
 
     # load_runs left mlflow's global URI and the environment variable as they were
@@ -523,3 +558,102 @@ def test_noise_aware_training_notebook_logs_both_trainings(store, store_uri, tmp
                                                  str(tmp_path)))
     assert len(table) == 2 * 3 * 2  # variation levels x models x programmings
     assert images(nb) >= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The explorer notebook and the helpers that keep notebook cells short
+
+
+def test_explorer_notebook_runs_under_papermill(store, store_uri, tmp_path):
+    nb = execute("explorer", {"debounce_s": 0.0}, tmp_path, store_uri)
+    widgets = [out for cell in nb.cells for out in cell.get("outputs", [])
+               if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
+    assert widgets and "Traceback" not in outputs_text(nb)
+    assert store.get_experiment_by_name("explorer") is None  # nothing logged without a click
+
+
+def test_exponent_bits_error_budget_and_product_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    assert compare.exponent_bits("INT") is None and compare.exponent_bits("FP", 5) == 5
+    with pytest.raises(ValueError, match="fmt must be 'INT' or 'FP', got 'int'"):
+        compare.exponent_bits("int")
+    generator = torch.Generator().manual_seed(0)
+    x, w = torch.randn(8, 64, generator=generator), torch.randn(64, 8, generator=generator)
+    budget = compare.error_budget(x, w, x_slice=[1, 1, 4, 4], w_slice=[1, 1, 4, 4], var=0.0,
+                                  vnoise=0.05, radc=256, adc_range="full", seed=0)
+    assert list(budget["case"]) == list(compare.BUDGET_CASES)
+    re_of = dict(zip(budget["case"], budget["RE"], strict=True))
+    quantization = re_of["quantization only (no noise, no variation, ideal DAC and ADC)"]
+    assert quantization < re_of["no DAC noise (vnoise=0)"] < re_of["as set"]
+    assert quantization < re_of["ideal ADC (radc=None)"] < re_of["as set"]
+    # an independent reference: quantization only is the product of the quantized operands
+    product = compare.simulate(x, w, x_slice=[1, 1, 4, 4], w_slice=[1, 1, 4, 4], var=0.0,
+                               vnoise=0.0, radc=None, rdac=None, seed=0)
+    exact = product.x.quantized_data @ product.mat.quantized_data
+    assert quantization == pytest.approx(float(torch.linalg.norm(exact - product.y_ideal)
+                                               / torch.linalg.norm(product.y_ideal)), rel=1e-3)
+    figure = compare.plot_product(product, title="ideal")
+    ax = figure.axes[0]
+    assert ax.get_title().startswith("ideal: RE = ") and "(a.u.)" in ax.get_xlabel()
+
+
+def test_comparison_collects_and_logs_one_summary(store, store_uri, tmp_path, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    empty = compare.Comparison("not-there", store_uri)
+    assert not empty.have_runs and "No experiment named 'not-there'" in capsys.readouterr().out
+    assert empty.log() is None and "nothing to summarize" in capsys.readouterr().out
+
+    experiment_id = tracking.ensure_experiment("cmp", client=store)
+    for var in (0.0, 0.1):
+        log_point(store, experiment_id, "cmp", {"var": var, "seed": 0, "fmt": "FP"})
+    comparison = compare.Comparison("cmp", store_uri, gallery_dir=str(tmp_path / "gallery"))
+    assert "2 finished runs" in capsys.readouterr().out
+    assert sorted(comparison.runs["var"]) == [0.0, 0.1] and set(comparison.runs["fmt"]) == {"FP"}
+    table = comparison.runs.groupby("var")["RE"].agg(["mean"])
+    assert comparison.add_table("by_var", table) is table
+    assert list(comparison.tables["by_var"].columns) == ["var", "mean"]  # index kept as column
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    comparison.add_figure("line", fig, gallery="line_study")
+    assert (tmp_path / "gallery" / "line_study.png").is_file()
+    assert comparison.log(False) is None
+    run_id = comparison.log()
+    plt.close(fig)
+    assert f"summary run {run_id}: 1 figures, 1 tables" in capsys.readouterr().out
+    assert artifact_paths(store, run_id, "figures") == {"figures/line.png"}
+    assert store.get_run(run_id).data.metrics["n_runs"] == 2
+
+
+def test_notebooks_saved_into_the_shipped_folder_are_cleaned(tmp_path, capsys):
+    """The Jupyter pre-save hook cleans what is saved into notebooks/ and nothing else; the
+    command line cleans files in place or only reports them."""
+    from types import SimpleNamespace
+
+    from mpimpy import nbclean
+
+    cell = nbformat.v4.new_code_cell("1 + 1", execution_count=3, outputs=[
+        nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)])
+    notebook = nbformat.v4.new_notebook(cells=[cell], metadata={
+        "language_info": {"name": "python", "version": "3.11.7"}, "widgets": {"state": {}}})
+    assert not nbclean.is_clean(notebook)
+    model = {"type": "notebook", "content": nbformat.from_dict(notebook)}
+    nbclean.pre_save_hook(model, "/elsewhere.ipynb", SimpleNamespace(root_dir=str(tmp_path)))
+    assert model["content"] == notebook  # a notebook outside notebooks/ keeps its outputs
+    nbclean.pre_save_hook(model, "/explorer.ipynb", SimpleNamespace(root_dir=str(NOTEBOOKS)))
+    cleaned = model["content"]
+    assert nbclean.is_clean(cleaned) and cleaned.cells[0].outputs == []
+    assert cleaned.cells[0].execution_count is None and cleaned.cells[0].id == cell.id
+    assert "language_info" not in cleaned.metadata and "widgets" not in cleaned.metadata
+
+    path = tmp_path / "used.ipynb"
+    nbformat.write(notebook, str(path))
+    assert nbclean.main(["--check", str(path)]) == 1 and "not clean" in capsys.readouterr().out
+    assert nbclean.main([str(path)]) == 0
+    assert nbclean.is_clean(nbformat.read(str(path), as_version=4))
+    assert nbclean.main(["--check", str(path)]) == 0

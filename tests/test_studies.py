@@ -7,6 +7,7 @@ each point costs about one kernel start. All tests share one SQLite store in a t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -193,10 +194,12 @@ def test_failing_point_is_recorded_and_the_others_go_on_then_resume(store, tmp_p
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED", "FINISHED"]
     failed = next(r for r in runs if r.info.status == "FAILED")
     assert "RuntimeError: point asked to fail (a=2" in failed.data.tags["mpimpy.error"]
-    assert failed.data.params["nb.fail"] == "True"
+    assert failed.data.params["fail"] == "True"  # a failed point keeps its parameters
     artifacts = {a.path for a in store.list_artifacts(failed.info.run_id)}
     assert {"notebook", "error.txt"} <= artifacts
-    (notebook,) = store.list_artifacts(failed.info.run_id, "notebook")
+    notebook, rendered = store.list_artifacts(failed.info.run_id, "notebook")  # .html, .ipynb
+    notebook, rendered = sorted([notebook, rendered], key=lambda a: a.path.endswith(".html"))
+    assert rendered.path.endswith(".html")
     local = store.download_artifacts(failed.info.run_id, notebook.path, str(tmp_path))
     executed = nbformat.read(local, as_version=4)
     assert any(
@@ -230,7 +233,7 @@ def test_eight_points_four_workers_make_eight_runs_in_the_right_experiment(store
     runs = all_runs(store, "eight-exp")
     assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
     assert len({r.data.tags[HASH_TAG] for r in runs}) == 8
-    assert sorted(int(r.data.params["nb.a"]) for r in runs) == list(range(8))
+    assert sorted(int(r.data.params["a"]) for r in runs) == list(range(8))
     default = store.get_experiment_by_name("Default")
     if default is not None:
         assert store.search_runs([default.experiment_id]) == []
@@ -342,14 +345,22 @@ def test_simulator_notebook_logs_into_the_runners_run(store, tmp_path):
         )
         assert 0 < metrics["RE"] < 1
         assert params["var"] == "0.05" and params["seed"] == "0" and params["x_shape"] == "[16, 32]"
-        assert params["fmt"] == params["nb.fmt"] == tags["format"]  # INT/FP tag from the slicing
-        assert {"HGS", "g_level", "radc", "w_slice_method", "array_rows", "mpimpy_version"} <= set(
-            params
-        )
+        assert params["fmt"] == tags["format"]  # INT/FP tag from the slicing
+        assert {"HGS", "g_level", "radc", "w_slice", "array_rows", "mpimpy_version"} <= set(params)
+        assert not [k for k in params if k.startswith("nb.")]  # one name per setting
+        assert tags["mlflow.note.content"].startswith(f"Study simulate, point fmt={params['fmt']}")
         assert tags["study"] == "simulate" and tags["point_id"].startswith(f"fmt={params['fmt']}")
         plots = {a.path for a in store.list_artifacts(run.info.run_id, "plots")}
         assert plots == {"plots/measured_vs_expected.png", "plots/error_histogram.png"}
-        assert [a.path for a in store.list_artifacts(run.info.run_id, "notebook")]
+        notebooks = {a.path for a in store.list_artifacts(run.info.run_id, "notebook")}
+        point = tags["point_id"]
+        assert notebooks == {f"notebook/{point}.ipynb", f"notebook/{point}.html"}
+        html = store.download_artifacts(run.info.run_id, f"notebook/{point}.html", str(tmp_path))
+        assert "<html" in Path(html).read_text() and "sim_time_s" in Path(html).read_text()
+    experiment = store.get_experiment_by_name("simulate")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert json.loads(experiment.tags["mpimpy.runs_table_columns"]) == [
+        "metrics.RE", "metrics.SNR_dB", "metrics.accuracy", "params.fmt", "params.seed"]
 
 
 def test_study_list_shows_shipped_studies_and_experiments(store, capsys):
@@ -364,6 +375,7 @@ def test_ui_command_serves_the_same_store(store, store_uri):
     assert command[command.index("--host") + 1] == "127.0.0.1"
     root = command[command.index("--default-artifact-root") + 1]
     assert root == tracking.artifact_root(store_uri)
+    assert command[command.index("--app-name") + 1] == "mpimpy"  # opens experiments on runs
 
 
 def test_a_point_past_its_timeout_fails(store, tmp_path):

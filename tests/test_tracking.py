@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 
@@ -73,14 +75,16 @@ def test_log_result_records_params_metrics_tags_and_plots(client, tmp_path):
     y_ideal = rng.normal(size=(32, 8))
     y_sim = y_ideal + 0.05 * rng.normal(size=y_ideal.shape)
     notebook = tmp_path / "analysis.ipynb"
-    notebook.write_text("{}")
+    cell = nbformat.v4.new_code_cell("print(6 * 7)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="42\n")])
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), str(notebook))
     with tracking.start_run("by-hand", run_name="manual") as run:
         metrics = tracking.log_result(
             y_sim,
             y_ideal,
             sim_time_s=0.25,
             seed=3,
-            params={"var": 0.05, "x_bw_e": 8, "x_slice_method": (1, 1, 4, 4)},
+            params={"var": 0.05, "x_bw_e": 8, "x_slice": (1, 1, 4, 4)},
             tags={"note": "unit test"},
             notebook_path=notebook,
         )
@@ -92,7 +96,7 @@ def test_log_result_records_params_metrics_tags_and_plots(client, tmp_path):
     assert logged.data.metrics["sim_time_s"] == 0.25
     params = logged.data.params
     assert params["seed"] == "3" and params["var"] == "0.05"
-    assert params["x_slice_method"] == "[1, 1, 4, 4]"
+    assert params["x_slice"] == "[1, 1, 4, 4]"
     assert params["y_shape"] == "[32, 8]" and params["dtype"] == "float64"
     assert params["numpy_version"] == np.__version__
     assert {"mpimpy_version", "torch_version", "python_version"} <= set(params)
@@ -105,9 +109,12 @@ def test_log_result_records_params_metrics_tags_and_plots(client, tmp_path):
     for artifact in plots:
         local = client.download_artifacts(run.run_id, artifact.path, str(tmp_path))
         assert Path(local).read_bytes()[:8] == PNG
-    assert [a.path for a in client.list_artifacts(run.run_id, "notebook")] == [
-        "notebook/analysis.ipynb"
-    ]
+    assert {a.path for a in client.list_artifacts(run.run_id, "notebook")} == {
+        "notebook/analysis.ipynb",
+        "notebook/analysis.html",  # rendered, to read in the UI
+    }
+    html = client.download_artifacts(run.run_id, "notebook/analysis.html", str(tmp_path))
+    assert "<html" in Path(html).read_text() and "<pre>42" in Path(html).read_text()  # output
 
 
 def test_exact_result_logs_capped_snr(client):
@@ -181,7 +188,7 @@ def test_log_simulation_with_the_simulator(client):
     assert (
         params["var"] == "0.02" and params["mapping"] == "offset" and params["adc_range"] == "full"
     )
-    assert params["x_slice_method"] == "[1, 1, 2, 4]" and params["w_bw_e"] == "8"
+    assert params["x_slice"] == "[1, 1, 2, 4]" and params["w_bw_e"] == "8"
     assert params["x_bw_e"] == "None" and params["array_rows"] == "32"
     assert params["x_shape"] == "[16, 32]" and params["w_shape"] == "[32, 8]"
     assert params["device"] == "cpu" and params["dtype"].startswith("torch.")
@@ -221,3 +228,69 @@ def test_log_simulation_logs_what_the_product_costs(client):
         rows = pd.read_csv(table)
         assert set(rows["component"]) == set(cost.COMPONENTS)
         assert rows["energy_J"].sum() == pytest.approx(expected.energy)
+
+
+def test_experiments_open_on_their_runs_with_their_description_and_columns(client, tmp_path):
+    """The tags that make MLflow's UI open an experiment on its runs table (the kind), say what
+    it is (the note) and show the key columns (mpimpy ui); an existing one is brought up to
+    date, and keeps the columns a study chose when opened without any."""
+    experiment_id = tracking.ensure_experiment("tagged", client=client, description="what it is",
+                                               columns=["var", "metrics.n_products"])
+    tags = client.get_experiment(experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.note.content"] == "what it is"
+    assert json.loads(tags[tracking.COLUMNS_TAG]) == [
+        "metrics.RE", "metrics.SNR_dB", "metrics.accuracy", "params.var", "metrics.n_products"]
+    assert tracking.ensure_experiment("tagged", client=client) == experiment_id
+    assert client.get_experiment(experiment_id).tags == tags
+    tracking.ensure_experiment("tagged", client=client, description="new words")
+    assert client.get_experiment(experiment_id).tags["mlflow.note.content"] == "new words"
+    # an experiment made by someone else gets the kind when the project first uses it
+    plain = client.create_experiment("plain", artifact_location=(tmp_path / "a").as_uri())
+    tracking.ensure_experiment("plain", client=client)
+    assert client.get_experiment(plain).tags["mlflow.experimentKind"] == "custom_model_development"
+    # a new local store's Default experiment too
+    fresh = tracking.get_client(f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}")
+    assert fresh.get_experiment("0").tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_point_params_join_the_simulators_values_under_one_name(client):
+    """The runner adds the point's parameters after the notebook: what the simulator used
+    stays (an ideal ADC is None, not the 0 a notebook parameter may write), the rest joins."""
+    with tracking.start_run("one-name") as run:
+        tracking.log_result(np.ones(4), np.ones(4) * 1.1, sim_time_s=0.1, seed=0, plots=False,
+                            params={"radc": None, "var": 0.05})
+        added = tracking.log_point_params(run.run_id, {"radc": 0, "var": 0.05, "m": 8})
+    assert added == {"m": 8}
+    params = client.get_run(run.run_id).data.params
+    assert params["radc"] == "None" and params["var"] == "0.05" and params["m"] == "8"
+    assert not [k for k in params if k.startswith("nb.")]
+
+
+def test_run_names_and_point_notes():
+    assert tracking.run_name({"fmt": "INT", "x_slice": [1, 3, 4], "var": 0.05}) == (
+        "fmt=INT,x_slice=[1,3,4],var=0.05")
+    note = tracking.point_note("qs", "quickstart.ipynb", {"fmt": "FP", "seed": 1},
+                               {"m": 128, "fmt": "ignored"})
+    assert note == "Study qs, point fmt=FP, seed=1 of quickstart.ipynb (m=128)"
+    assert "\n" not in note
+
+
+def test_the_ui_defaults_fill_in_only_what_the_browser_has_not_chosen():
+    from types import SimpleNamespace
+
+    from mpimpy import mlflow_ui
+
+    experiments = [
+        SimpleNamespace(experiment_id="7",
+                        tags={tracking.COLUMNS_TAG: '["metrics.RE", "params.var"]'}),
+        SimpleNamespace(experiment_id="8", tags={}),
+        SimpleNamespace(experiment_id="9", tags={tracking.COLUMNS_TAG: "not json"}),
+    ]
+    states = mlflow_ui.runs_table_states(experiments)
+    assert list(states) == ['MLflowLocalStorage-1.1-ExperimentPage-["7"]-ReactComponentState']
+    columns = json.loads(next(iter(states.values())))["selectedColumns"]
+    assert columns[-2:] == ["metrics.`RE`", "params.`var`"]
+    script = mlflow_ui.defaults_script(experiments)
+    assert script.startswith("<script>") and "getItem(k)===null" in script
+    assert '\\"machine_learning\\"' in script and "mlflow.workflowType_v1" in script

@@ -6,11 +6,17 @@ Simulating (the simulator notebooks)
     :func:`simulate` quantizes, slices and multiplies them on a :class:`mpimpy.DPETensor` and
     returns everything :func:`mpimpy.tracking.log_simulation` needs (:class:`Product`).
 
+Each notebook's repeated steps are one call here, so its cells stay a few lines:
+:func:`exponent_bits` (the ``fmt`` parameter), :func:`plot_product` (measured against
+expected outputs), :func:`error_budget` (where the error of one product comes from) and, for
+the comparison notebooks, :class:`Comparison` (load a study's runs, collect figures and
+tables, log them as one summary run).
+
 Comparing (the ``compare_*`` notebooks)
     :func:`load_runs` pulls an experiment's runs with :func:`mlflow.search_runs` into a pandas
     DataFrame, with parameters that are numbers turned into numbers; :func:`tidy_runs` gives
-    it short column names (the study's values, ``nb.<name>``, win over what the simulator
-    logged under ``<name>``); :func:`log_summary` logs figures and tables as one *summary run*
+    it short column names (each setting has one name: ``var``, ``x_slice``, ``fmt``);
+    :func:`log_summary` logs figures and tables as one *summary run*
     in the same experiment (tag ``mpimpy.summary=true``), which :func:`load_runs` leaves out.
 """
 
@@ -34,8 +40,6 @@ from mpimpy import tracking
 
 #: Tag that marks a summary run (figures comparing the other runs of its experiment).
 SUMMARY_TAG = "mpimpy.summary"
-#: Prefix of the study's notebook parameters, as the runner logs them.
-STUDY_PARAM_PREFIX = "nb."
 #: Axis labels with units for the metrics the simulator logs.
 METRIC_LABELS = {
     "RE": "relative error ||y - y_ideal|| / ||y_ideal|| (1)",
@@ -151,6 +155,57 @@ def sweep(x_data, w_data, cases: Sequence[Mapping[str, Any]], **base) -> pd.Data
             row["error"] = ""
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def exponent_bits(fmt: str, bw_e: int = 8) -> int | None:
+    """The exponent width of a notebook's number format: ``None`` for ``"INT"``, ``bw_e`` for
+    ``"FP"`` (block floating point); anything else is refused, naming ``fmt``."""
+    if fmt not in ("INT", "FP"):
+        raise ValueError(f"fmt must be 'INT' or 'FP', got {fmt!r}")
+    return bw_e if fmt == "FP" else None
+
+
+#: The cases of :func:`error_budget`: what each turns off, as :func:`simulate` keywords.
+BUDGET_CASES = {
+    "as set": {},
+    "no DAC noise (vnoise=0)": {"vnoise": 0.0},
+    "ideal ADC (radc=None)": {"radc": None},
+    "calibrated ADC range (adc_range='calibrated')": {"adc_range": "calibrated"},
+    "no DAC noise, ideal ADC": {"vnoise": 0.0, "radc": None},
+    "quantization only (no noise, no variation, ideal DAC and ADC)": {
+        "vnoise": 0.0, "radc": None, "rdac": None, "var": 0.0, "read_noise": 0.0},
+}
+
+
+def error_budget(x_data, w_data, **settings) -> pd.DataFrame:
+    """Where the error of one simulated product comes from: the same operands and settings
+    (:func:`simulate` keywords) with one non-ideality after another turned off
+    (:data:`BUDGET_CASES`). One row per case: ``case``, ``RE``, ``SNR_dB``, ``ABSE``,
+    ``max_abs_error``, ``sim_time_s``, ``error``."""
+    cases = [{**settings, **turned_off} for turned_off in BUDGET_CASES.values()]
+    table = sweep(x_data, w_data, cases)
+    table.insert(0, "case", list(BUDGET_CASES))
+    return table[["case", "RE", "SNR_dB", "ABSE", "max_abs_error", "sim_time_s", "error"]]
+
+
+def plot_product(product: Product, title: str = "", max_points: int = 20_000):
+    """Measured against expected outputs of ``product`` with the ideal line and RE/SNR in the
+    title (a pyplot figure, shown inline by a notebook); returns the figure."""
+    import matplotlib.pyplot as plt
+
+    points = output_pairs(product, max_points)
+    metrics = product.metrics()
+    figure, ax = plt.subplots(figsize=(5.5, 5))
+    ax.scatter(points["expected"], points["measured"], s=5, alpha=0.4, linewidths=0,
+               label="outputs")
+    low, high = points.min().min(), points.max().max()
+    ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="ideal (y = x)")
+    ax.set(xlabel="expected value of dot product, exact x @ W (a.u.)",
+           ylabel="measured value of dot product, simulated (a.u.)",
+           title=f"{title + ': ' if title else ''}RE = {metrics['RE']:.3g}, "
+                 f"SNR = {metrics['SNR_dB']:.1f} dB")
+    ax.legend(loc="upper left")
+    return figure
 
 
 def output_pairs(product: Product, max_points: int = 20_000, seed: int = 0) -> pd.DataFrame:
@@ -273,8 +328,10 @@ def load_runs(experiment: str, tracking_uri: str | None = None, *,
 
 
 def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Short column names: every param (the study's ``nb.<name>`` value winning over the
-    ``<name>`` the simulator logged), metric and tag without prefix, plus ``run_id``.
+    """Short column names: every param, metric and tag without its prefix, plus ``run_id``,
+    ``status``, ``start_time``, and ``fmt`` (from the tag ``format``) where no param has it.
+    Runs of older stores that kept a study's values as ``nb.<name>`` params get them as
+    ``<name>`` where the run has no ``<name>`` of its own.
 
     Metrics win over params and tags of the same name; tags are only added where no
     param or metric has the name.
@@ -282,18 +339,16 @@ def tidy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     out: dict[str, pd.Series] = {}
     if runs.empty:
         return pd.DataFrame()
-    for column in runs.columns:
-        if column.startswith("tags.") and not column.startswith("tags.mlflow."):
-            out[column[len("tags."):]] = runs[column]
-    for column in runs.columns:
-        if column.startswith("params.") and not column.startswith(f"params.{STUDY_PARAM_PREFIX}"):
-            out[column[len("params."):]] = runs[column]
-    for column in runs.columns:
-        if column.startswith(f"params.{STUDY_PARAM_PREFIX}"):
-            out[column[len(f"params.{STUDY_PARAM_PREFIX}"):]] = runs[column]
-    for column in runs.columns:
-        if column.startswith("metrics."):
-            out[column[len("metrics."):]] = runs[column]
+    for prefix in ("tags.", "params.", "metrics."):
+        for column in runs.columns:
+            if column.startswith(prefix) and not column.startswith("tags.mlflow."):
+                out[column[len(prefix):]] = runs[column]
+    for name in [k for k in out if k.startswith("nb.")]:  # runs logged before one name per
+        values = out.pop(name)  # setting kept the study's values as nb.<name>: fill them in
+        short = name[len("nb."):]
+        out[short] = out[short].fillna(values) if short in out else values
+    if "fmt" not in out and "format" in out:
+        out["fmt"] = out["format"]
     for column in ("run_id", "status", "start_time"):
         if column in runs:
             out[column] = runs[column]
@@ -442,17 +497,80 @@ def summary_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFra
     return runs[runs[f"tags.{SUMMARY_TAG}"] == "true"].reset_index(drop=True)
 
 
+class Comparison:
+    """A comparison notebook's work: a study's finished runs and the summary it logs.
+
+    ``Comparison(experiment, tracking_uri="", gallery_dir="")`` loads the FINISHED runs of
+    ``experiment`` (:func:`load_runs`, the store in force when ``tracking_uri`` is empty) and
+    prints how many, or what to run first when there are none. ``runs``: the tidy runs
+    (:func:`tidy_runs`), empty when there are none (``have_runs``). :meth:`add_figure` and
+    :meth:`add_table` collect what :meth:`log` logs as one summary run in the experiment
+    (:func:`log_summary`); a figure added with ``gallery=NAME`` is also saved as
+    ``<gallery_dir>/NAME.png`` when ``gallery_dir`` is set.
+    """
+
+    def __init__(self, experiment: str, tracking_uri: str = "", gallery_dir: str = ""):
+        self.experiment = experiment
+        self.tracking_uri = tracking_uri or None
+        self.gallery_dir = gallery_dir
+        self.figures: dict[str, Any] = {}
+        self.tables: dict[str, pd.DataFrame] = {}
+        self.runs = tidy_runs(load_runs(experiment, self.tracking_uri))
+        if self.have_runs:
+            print(f"{len(self.runs)} finished runs in experiment {experiment!r}")
+        else:
+            print(no_runs_message(experiment, self.tracking_uri))
+
+    @property
+    def have_runs(self) -> bool:
+        return not self.runs.empty
+
+    def add_figure(self, name: str, figure, gallery: str | None = None):
+        """Keep ``figure`` for the summary as ``figures/<name>.png``; returns it."""
+        self.figures[name] = figure
+        if gallery and self.gallery_dir:
+            folder = Path(self.gallery_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            figure.savefig(folder / f"{gallery}.png", dpi=100, bbox_inches="tight")
+        return figure
+
+    def add_table(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
+        """Keep ``table`` for the summary as ``tables/<name>.csv`` (a grouped table with its
+        index as columns); returns it as given."""
+        self.tables[name] = table.reset_index() if table.index.name or any(
+            table.index.names) else table
+        return table
+
+    def log(self, enabled: bool = True) -> str | None:
+        """Log the figures and tables as one summary run (metric ``n_runs``) and say so;
+        returns its id, or ``None`` when there is nothing to log or ``enabled`` is false."""
+        if not self.have_runs:
+            print("nothing to summarize")
+            return None
+        if not enabled or not self.figures:
+            print("summary not logged" + ("" if enabled else " (log=False)"))
+            return None
+        run_id = log_summary(self.experiment, self.figures, tables=self.tables,
+                             tracking_uri=self.tracking_uri, metrics={"n_runs": len(self.runs)})
+        print(f"summary run {run_id}: {len(self.figures)} figures, {len(self.tables)} tables")
+        return run_id
+
+
 def finite(values) -> np.ndarray:
     """Boolean mask of finite values (for filtering before plots)."""
     return np.isfinite(np.asarray(values, dtype=np.float64))
 
 
 __all__ = [
+    "BUDGET_CASES",
+    "Comparison",
     "DISTRIBUTIONS",
     "METRIC_LABELS",
     "Product",
     "SUMMARY_TAG",
+    "error_budget",
     "experiment_id",
+    "exponent_bits",
     "finite",
     "fits_g_level",
     "log_figure",
@@ -466,6 +584,7 @@ __all__ = [
     "numeric_params",
     "output_pairs",
     "parse_number",
+    "plot_product",
     "random_operand",
     "simulate",
     "slice_label",

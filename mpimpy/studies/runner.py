@@ -12,7 +12,9 @@ How a study runs
        parent creates a run just before handing it out, so a run is RUNNING only while its
        point executes. The worker runs the notebook with papermill in a kernel of this Python,
        whose environment names the run (``MLFLOW_RUN_ID``), then logs the executed notebook as
-       an artifact and sets the run FINISHED, or FAILED with the error message.
+       an artifact (also rendered as HTML), the point's parameters that the notebook did not
+       log itself (one name per setting: :func:`mpimpy.tracking.log_point_params`) and sets
+       the run FINISHED, or FAILED with the error message.
     5. A point that fails does not stop the others. On Ctrl-C (or SIGTERM) the workers are
        stopped and the runs in flight are set KILLED.
 """
@@ -41,10 +43,6 @@ HASH_TAG = "mpimpy.params_hash"
 STUDY_TAG = "study"
 POINT_TAG = "point_id"
 ERROR_TAG = "mpimpy.error"
-#: Prefix of the notebook parameters logged as MLflow params by the runner (``nb.var``); the
-#: unprefixed names are left to :func:`mpimpy.tracking.log_simulation`, which logs the values
-#: the simulator actually used.
-PARAM_PREFIX = "nb."
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -247,8 +245,10 @@ def execute_point(task: dict[str, Any]) -> dict[str, Any]:
             details = traceback.format_exc()
     wall_s = time.monotonic() - started
 
+    tracked = tracking.TrackedRun(run_id, client=client, managed=True)
     if output.is_file():
-        client.log_artifact(run_id, str(output), "notebook")
+        tracking.log_notebook(output, tracked)
+    tracking.log_point_params(tracked, task["parameters"])
     client.log_metric(run_id, "notebook_wall_s", wall_s)
     if error is not None:
         if kernel_log.stat().st_size:
@@ -419,10 +419,11 @@ def _create_run(client, experiment_id: str, study: Study, point: Point) -> str:
         "mpimpy.study_file": str(study.path),
         "mlflow.source.name": str(study.notebook),
         "mlflow.source.type": "NOTEBOOK",
+        tracking.NOTE_TAG: tracking.point_note(
+            study.name, study.notebook_name, point.varying, study.parameters
+        ),
     }
     run = client.create_run(experiment_id, run_name=point.run_name, tags=tags)
-    tracked = tracking.TrackedRun(run.info.run_id, client=client, managed=True)
-    tracked.log_params({f"{PARAM_PREFIX}{k}": v for k, v in point.parameters.items()})
     return run.info.run_id
 
 
@@ -475,7 +476,12 @@ def run_study(
         return result
 
     client = tracking.get_client(uri)
-    experiment_id = tracking.ensure_experiment(study.experiment, client=client)
+    experiment_id = tracking.ensure_experiment(
+        study.experiment,
+        client=client,
+        description=study.description,
+        columns=list((to_run or done)[0].varying),
+    )
     result.experiment_id = experiment_id
     _kill_stale_runs(client, experiment_id, study)
     echo(
@@ -531,6 +537,7 @@ def run_study(
                 except Exception as exc:  # the worker could not run or record the point
                     backend.recover(exc)
                     error = _clean(f"{type(exc).__name__}: {exc}")
+                    tracking.log_point_params(run_id, point.parameters)
                     _record_failure(client, run_id, error, traceback.format_exc())
                     outcome = {"status": "FAILED", "error": error}
                 point_result = PointResult(
@@ -549,6 +556,7 @@ def run_study(
         result.interrupted = True
         backend.abort(list(inflight))
         for point, run_id in inflight.values():
+            tracking.log_point_params(run_id, point.parameters)
             _record_failure(client, run_id, "interrupted by the user", None, status="KILLED")
             result.results.append(PointResult(point, "KILLED", run_id, "interrupted"))
         inflight.clear()
@@ -563,7 +571,6 @@ def run_study(
 
 __all__ = [
     "HASH_TAG",
-    "PARAM_PREFIX",
     "PointResult",
     "StudyResult",
     "execute_point",
