@@ -9,9 +9,14 @@
     mpimpy ui [--port 5000]
 
 A study may be named by its file or, for the shipped ones, by name (``quickstart``). Exit
-status: 0 when everything ran, 1 when a point failed or the run was interrupted, 2 for a study
-file that is wrong (nothing runs then). Until the package is installed, run it as
-``python -m mpimpy.cli``.
+status: 0 when everything ran; 1 when a point failed, the run was interrupted or the experiment
+store could not be written; 2 when nothing could start because the study file or the command
+line is wrong (an invalid study, ``--workers 0``, a Dask scheduler that does not answer). The
+command lives in the project's ``.venv/bin`` (``source .venv/bin/activate``, or
+``python -m mpimpy``).
+
+Heavy modules (torch, MLflow, papermill, Dask) are imported only by the commands that use them,
+so ``mpimpy --help`` answers at once (``benchmarks/bench_cli.py`` measures each command).
 """
 
 from __future__ import annotations
@@ -43,21 +48,27 @@ def _study_path(name: str) -> Path:
 
 def _cmd_run(args) -> int:
     from mpimpy.studies import StudyError, load_study, run_study
+    from mpimpy.studies.runner import RunnerError, SchedulerError
 
     try:
-        study = load_study(_study_path(args.study))
-    except StudyError as exc:
+        study = load_study(_study_path(args.study), allow_any_notebook=args.allow_any_notebook)
+        result = run_study(
+            study,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            output_dir=args.output_dir,
+            dry_run=args.dry_run,
+            force=args.force,
+            progress=not args.no_progress,
+            allow_any_notebook=args.allow_any_notebook,
+            connect_timeout_s=args.connect_timeout,
+        )
+    except (StudyError, SchedulerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = run_study(
-        study,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        output_dir=args.output_dir,
-        dry_run=args.dry_run,
-        force=args.force,
-        progress=not args.no_progress,
-    )
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(result.summary())
     return 0 if result.ok or args.dry_run else 1
 
@@ -68,7 +79,7 @@ def _cmd_validate(args) -> int:
     status = 0
     for name in args.studies:
         try:
-            study = load_study(_study_path(name))
+            study = load_study(_study_path(name), allow_any_notebook=args.allow_any_notebook)
         except StudyError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
@@ -166,6 +177,31 @@ def _cmd_ui(args) -> int:
     return 0  # not reached
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+_ANY_NOTEBOOK_HELP = (
+    "allow a notebook outside the project's notebooks/ and the study file's folder"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mpimpy`` command."""
     parser = argparse.ArgumentParser(
@@ -178,11 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = study_commands.add_parser("run", help="run a study's points that have not finished yet")
     run.add_argument("study", help="study file (or the name of one in studies/)")
-    run.add_argument("--workers", type=int, default=1, help="parallel points (default 1)")
+    run.add_argument(
+        "--workers", type=_positive_int, default=1, help="parallel points (default 1)"
+    )
     run.add_argument(
         "--scheduler",
         metavar="ADDRESS",
         help="Dask scheduler address (tcp://host:8786): run the points on that cluster",
+    )
+    run.add_argument(
+        "--connect-timeout",
+        type=_positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long the Dask scheduler has to answer (default 10)",
     )
     run.add_argument("--dry-run", action="store_true", help="validate and list points, run nothing")
     run.add_argument(
@@ -190,12 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--force", action="store_true", help="also rerun points that finished before")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--allow-any-notebook", action="store_true", help=_ANY_NOTEBOOK_HELP)
     run.set_defaults(func=_cmd_run)
 
     validate = study_commands.add_parser(
         "validate", help="check study files against their notebooks"
     )
     validate.add_argument("studies", nargs="+", help="study files (or names in studies/)")
+    validate.add_argument("--allow-any-notebook", action="store_true", help=_ANY_NOTEBOOK_HELP)
     validate.set_defaults(func=_cmd_validate)
 
     listing = study_commands.add_parser("list", help="shipped studies and experiments in the store")

@@ -38,16 +38,20 @@ make(
     mode: str | float = "full"
     fail = False
     block_file = ""
+    kill_worker = False
     seed = 0
     """,
     [
         """
         import os
+        import signal
         import time
         """,
         """
         while block_file and os.path.exists(block_file):  # lets a test catch the point in flight
             time.sleep(0.1)
+        if kill_worker:  # the kernel's parent is the runner's worker process: a dead worker
+            os.kill(os.getppid(), signal.SIGKILL)
         if fail:
             raise RuntimeError(f"point asked to fail (a={a}, seed={seed})")
         """,
