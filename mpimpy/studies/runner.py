@@ -840,6 +840,30 @@ def _create_run(client, experiment_id: str, study: Study, point: Point, lease: L
     return run.info.run_id
 
 
+def point_task(study: Study, point: Point, run_id: str, *, uri: str, experiment_id: str,
+               output_dir: Path, lease: Lease, threads: int | None = None,
+               status_poll_s: float = STATUS_POLL_S) -> dict[str, Any]:
+    """What :func:`execute_point` needs to run one point, as a plain dict (it travels to Dask
+    workers): the run, the notebook and its parameters, and the lease it runs under."""
+    return {
+        "tracking_uri": uri,
+        "experiment_id": experiment_id,
+        "run_id": run_id,
+        "study": study.name,
+        "point_id": point.point_id,
+        "notebook": str(study.notebook),
+        "cwd": str(study.notebook.parent),
+        "output_path": str(Path(output_dir) / f"{point.point_id}.ipynb"),
+        "parameters": point.parameters,
+        "timeout_s": study.timeout_s,
+        "threads": threads,
+        "runner_host": lease.host,
+        "runner_pid": lease.pid,
+        "lease_token": lease.token,
+        "status_poll_s": status_poll_s,
+    }
+
+
 class _Interrupted(BaseException):
     pass
 
@@ -895,24 +919,10 @@ class _StudyRun:
                 self.inflight[self.backend.submit(self.task(point, value))] = (point, value)
 
     def task(self, point: Point, run_id: str) -> dict[str, Any]:
-        study = self.study
-        return {
-            "tracking_uri": self.uri,
-            "experiment_id": self.experiment_id,
-            "run_id": run_id,
-            "study": study.name,
-            "point_id": point.point_id,
-            "notebook": str(study.notebook),
-            "cwd": str(study.notebook.parent),
-            "output_path": str(self.output_dir / f"{point.point_id}.ipynb"),
-            "parameters": point.parameters,
-            "timeout_s": study.timeout_s,
-            "threads": self.threads,
-            "runner_host": self.lease.host,
-            "runner_pid": self.lease.pid,
-            "lease_token": self.lease.token,
-            "status_poll_s": min(STATUS_POLL_S, self.renew_s),
-        }
+        return point_task(self.study, point, run_id, uri=self.uri,
+                          experiment_id=self.experiment_id, output_dir=self.output_dir,
+                          lease=self.lease, threads=self.threads,
+                          status_poll_s=min(STATUS_POLL_S, self.renew_s))
 
     # -- outcomes ---------------------------------------------------------------------------
     def collect(self, handle) -> None:
@@ -1145,6 +1155,7 @@ __all__ = [
     "WorkerDied",
     "execute_point",
     "finished_hashes",
+    "point_task",
     "lease_state",
     "plan",
     "run_study",
