@@ -175,6 +175,7 @@ class MemLayerMixin:
                                                        device=self.weight.device))
         self._mats = None  # one programmed SlicedData per group
         self._key = None  # what the programmed arrays were made from
+        self._programmed_weight = None  # the weights the arrays hold, to detect .data edits
 
     # -- operands ----------------------------------------------------------------------------
     def _x_operand(self):
@@ -230,13 +231,16 @@ class MemLayerMixin:
             mats.append(mat)
         self._mats = mats
         self._key = self._state_key()
+        # what was programmed: edits through weight.data do not bump weight._version
+        self._programmed_weight = self.weight.detach().clone()
 
     def _ensure_programmed(self) -> None:
         if self.training:
             # noise-aware training: new variation on every step, prog_seed left alone
             self._program(_new_seed())
             self._key = None  # re-program for eval
-        elif self._mats is None or self._key != self._state_key():
+        elif (self._mats is None or self._key != self._state_key()
+              or not torch.equal(self._programmed_weight, self.weight.detach())):
             self._program(int(self.prog_seed))
 
     @property
@@ -257,7 +261,7 @@ class MemLayerMixin:
         outs = []
         for g, mat in enumerate(self._mats):
             parts = []
-            for start in range(0, m, rows):
+            for start in range(0, max(m, 1), rows):  # an empty batch still makes one (empty) call
                 xs = self._x_operand()
                 xs.slice_data_imp(engine, x[g, start:start + rows], transpose=True)
                 parts.append(engine(xs, mat))
@@ -278,6 +282,12 @@ class MemLayerMixin:
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         # A digital model's state (no prog_seed) loads too: the layer keeps its own seed.
+        seed = state_dict.get(prefix + "prog_seed")
+        if isinstance(seed, torch.Tensor) and (
+                seed.numel() != 1 or seed.dtype.is_floating_point or seed.is_complex()
+                or seed.dtype == torch.bool or int(seed) < 0):
+            raise ValueError(f"{prefix}prog_seed in the state dict must be a non-negative "
+                             f"integer scalar, got {seed!r}")
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
         key = prefix + "prog_seed"
@@ -331,7 +341,7 @@ class MemLinear(MemLayerMixin, nn.Linear):
             raise ValueError(f"MemLinear: expected inputs (*, {self.in_features}), got "
                              f"{tuple(x.shape)}")
         lead = x.shape[:-1]
-        y = self._matmul(x.reshape(1, -1, self.in_features))[0]
+        y = self._matmul(x.reshape(1, lead.numel(), self.in_features))[0]
         y = y.reshape(*lead, self.out_features)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
@@ -427,7 +437,7 @@ class MemConv2d(MemLayerMixin, nn.Conv2d):
         per_image = oh * ow * k * g
         step = max(1, self.chunk_elements // max(per_image, 1))
         outs = []
-        for start in range(0, b, step):
+        for start in range(0, max(b, 1), step):  # an empty batch still makes one (empty) call
             xb = x[start:start + step]
             cols = F.unfold(xb, self.kernel_size, dilation=self.dilation, padding=padding,
                             stride=self.stride)  # (b', C*kh*kw, L), channel-major
