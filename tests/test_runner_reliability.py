@@ -33,6 +33,7 @@ from mpimpy.studies.runner import (
     Lease,
     _create_run,
     execute_point,
+    lease_state,
     point_task,
     runs_with_status,
 )
@@ -180,6 +181,24 @@ def test_leases_of_a_dead_and_of_a_live_runner_elsewhere(store, tmp_path):
         assert why in run.data.tags["mpimpy.error"]
         assert "runner (elsewhere pid" in run.data.tags["mpimpy.error"]
     assert_one_finished_run_per_point(store, path)
+
+
+def test_a_lease_is_judged_by_its_pid_only_where_the_pid_means_that_process(store, tmp_path):
+    """A runner in a container with this host's name but its own processes is not dead because
+    its pid is not visible here; a runner of this host and PID namespace whose pid is gone is."""
+    path = write_study(tmp_path, "namespaces", grid={"a": [1, 2]})
+    study = load_study(path)
+    experiment_id = tracking.ensure_experiment("namespaces", client=store)
+    gone = psutil.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    here = Lease.new()
+    for point, node, live in zip(study.expand(), ("container", here.node), (True, False),
+                                 strict=True):
+        lease = Lease(here.host, gone.pid, "token", 60, node)
+        run = store.get_run(_create_run(store, experiment_id, study, point, lease))
+        state, why = lease_state(run)
+        assert state is live, why
+        assert why.startswith("held by the runner" if live else f"its runner ({here.host} pid")
 
 
 @pytest.mark.parametrize("how", ["guard", "last look"])

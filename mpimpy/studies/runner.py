@@ -47,6 +47,7 @@ Leases: one FINISHED run per point, however many runners
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
@@ -262,14 +263,13 @@ def _open_store(uri: str, study: Study):
     """
     db = tracking.sqlite_path(uri)
     try:
-        if db is None:
+        lock = contextlib.nullcontext()
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            lock = _file_lock(db.with_name(db.name + ".lock"))
+        with lock:
             client = tracking.get_client(uri)
             return client, tracking.ensure_experiment(study.experiment, client=client)
-        db.parent.mkdir(parents=True, exist_ok=True)
-        with _file_lock(db.with_name(db.name + ".lock")):
-            client = tracking.get_client(uri)
-            experiment_id = tracking.ensure_experiment(study.experiment, client=client)
-        return client, experiment_id
     except Exception as exc:
         raise RunnerError(
             f"cannot open the experiment store ({tracking.store_summary(uri)}): {_problem(exc)}"
@@ -278,6 +278,19 @@ def _open_store(uri: str, study: Study):
 
 # --------------------------------------------------------------------------------------------
 # Leases
+
+
+@functools.cache
+def node_id() -> str:
+    """Where a process id names the same process: this host (its name and boot) and this PID
+    namespace. A container sharing the host's name but not its processes has another id, so a
+    runner there is never taken for dead because its pid is not visible here."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    return "/".join(parts)
 
 
 def _process_gone(pid: int) -> bool:
@@ -294,16 +307,20 @@ def _process_gone(pid: int) -> bool:
 
 @dataclass(frozen=True)
 class Lease:
-    """Who owns a run: a runner's host, pid and token, and how long its lease lives unrenewed."""
+    """Who owns a run: a runner's host, pid and token, and how long its lease lives unrenewed.
+
+    ``node`` is the runner's :func:`node_id`: only there can its pid be looked up.
+    """
 
     host: str
     pid: int
     token: str
     ttl_s: float
+    node: str = ""
 
     @classmethod
     def new(cls, ttl_s: float = DEFAULT_LEASE_TTL_S) -> Lease:
-        return cls(socket.gethostname(), os.getpid(), uuid.uuid4().hex, float(ttl_s))
+        return cls(socket.gethostname(), os.getpid(), uuid.uuid4().hex, float(ttl_s), node_id())
 
     @classmethod
     def of(cls, run) -> Lease | None:
@@ -325,7 +342,7 @@ def lease_state(run, now: float | None = None) -> tuple[bool, str]:
     lease = Lease.of(run)
     if lease is None:
         return False, "it has no lease (left by an older runner or made by hand)"
-    if lease.host == socket.gethostname() and _process_gone(lease.pid):
+    if lease.node == node_id() and _process_gone(lease.pid):
         return False, f"its runner ({lease}) is gone"
     try:
         age = (now or time.time()) - float(run.data.tags[HEARTBEAT_TAG])
@@ -481,9 +498,7 @@ class _PointGuard:
 
     def runner_gone(self) -> bool:
         task = self.task
-        return task.get("runner_host") == socket.gethostname() and _process_gone(
-            task["runner_pid"]
-        )
+        return task.get("runner_node") == node_id() and _process_gone(task["runner_pid"])
 
     def check_run(self) -> str | None:
         """Why the run may no longer finish, read from the store; ``None`` if it may."""
@@ -586,8 +601,9 @@ def execute_point(task: dict[str, Any]) -> dict[str, Any]:
             pass
     if stopped is not None:
         why = f"stopped: {stopped}"
-        if client.get_run(run_id).info.status == "RUNNING":  # its runner is gone: nobody else
-            _record_failure(client, run_id, why, None, status="KILLED")
+        with contextlib.suppress(Exception):  # else the next runner finds the lease stale
+            if client.get_run(run_id).info.status == "RUNNING":  # its runner is gone
+                _record_failure(client, run_id, why, None, status="KILLED")
         return {**outcome, "status": "KILLED", "error": why}
 
     try:
@@ -722,8 +738,6 @@ class _LocalPoint:
                 f"the worker process running point {self.point_id} died ({how}) before it "
                 "reported; only this point is affected"
             )
-        if self._outcome.get("raised"):
-            raise RuntimeError(self._outcome["error"])
         return self._outcome
 
     def terminate(self) -> None:
@@ -858,6 +872,7 @@ def point_task(study: Study, point: Point, run_id: str, *, uri: str, experiment_
         "timeout_s": study.timeout_s,
         "threads": threads,
         "runner_host": lease.host,
+        "runner_node": lease.node,
         "runner_pid": lease.pid,
         "lease_token": lease.token,
         "status_poll_s": status_poll_s,
@@ -929,13 +944,14 @@ class _StudyRun:
         point, run_id = self.inflight.pop(handle)
         try:
             outcome = self.backend.outcome(handle)
-        except Exception as exc:  # the worker died, or could not reach the store at all
-            error = _clean(str(exc)) if isinstance(exc, WorkerDied) else _problem(exc)
+        except Exception as exc:  # the worker died (or, on Dask, raised)
+            outcome = {"status": "FAILED", "raised": True, "details": traceback.format_exc(),
+                       "error": str(exc) if isinstance(exc, WorkerDied) else _problem(exc)}
+        if outcome.get("raised"):  # the worker could not record it: do it here
             try:
-                _record_failure(self.client, run_id, error, traceback.format_exc())
+                _record_failure(self.client, run_id, outcome["error"], outcome.get("details"))
             except Exception as store_exc:
                 self.stop_starting(_store_problem(store_exc, self.uri))
-            outcome = {"status": "FAILED", "error": error}
         if outcome.get("store_error"):
             self.stop_starting(outcome["store_error"])
         self.add(point, outcome["status"], run_id, outcome.get("error"),
