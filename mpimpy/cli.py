@@ -109,10 +109,54 @@ def _cmd_list(args) -> int:
     if db is not None and not db.is_file():
         print(f"\nNo experiment store yet at {db} (a study run creates it).")
         return 0
-    client = tracking.get_client(uri)
-    experiments = client.search_experiments()
     print(f"\nExperiments in {tracking.store_summary(uri)}:")
-    for experiment in experiments:
+    for name, experiment_id, counts in experiment_runs(uri):
+        detail = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no runs"
+        total = sum(counts.values())
+        print(f"  {name:24} id {experiment_id:>4}  {total:4} runs ({detail})")
+    return 0
+
+
+def _local_experiment_runs(db: Path) -> list[tuple[str, str, Counter]] | None:
+    """What :func:`experiment_runs` returns, read from a local store's database directly.
+
+    Two read-only queries on MLflow's ``experiments`` and ``runs`` tables, where MLflow's own
+    client would take seconds to import and to check the store's schema; ``None`` when the
+    database does not look as expected (then MLflow is asked).
+    """
+    import contextlib
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as con:
+            experiments = con.execute(
+                "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active' "
+                "ORDER BY creation_time DESC, experiment_id ASC"
+            ).fetchall()
+            rows = con.execute(
+                "SELECT experiment_id, status, COUNT(*) FROM runs "
+                "WHERE lifecycle_stage = 'active' GROUP BY experiment_id, status"
+            ).fetchall()
+    except sqlite3.Error:
+        return None
+    counts: dict[str, Counter] = {}
+    for experiment_id, status, n in rows:
+        counts.setdefault(str(experiment_id), Counter())[status] = n
+    return [(name, str(i), counts.get(str(i), Counter())) for i, name in experiments]
+
+
+def experiment_runs(uri: str) -> list[tuple[str, str, Counter]]:
+    """``(name, id, runs by status)`` of every active experiment of the store (runs that are
+    not deleted), newest experiment first, as ``MlflowClient.search_experiments`` orders them."""
+    from mpimpy import tracking
+
+    db = tracking.sqlite_path(uri)
+    local = _local_experiment_runs(db) if db is not None else None
+    if local is not None:
+        return local
+    client = tracking.get_client(uri)
+    result = []
+    for experiment in client.search_experiments():
         counts: Counter[str] = Counter()
         token = None
         while True:
@@ -123,10 +167,8 @@ def _cmd_list(args) -> int:
             token = page.token
             if not token:
                 break
-        detail = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no runs"
-        total = sum(counts.values())
-        print(f"  {experiment.name:24} id {experiment.experiment_id:>4}  {total:4} runs ({detail})")
-    return 0
+        result.append((experiment.name, experiment.experiment_id, counts))
+    return result
 
 
 def ui_command(port: int = 5000, host: str = "127.0.0.1") -> list[str] | None:

@@ -95,3 +95,33 @@ def test_make_lab_starts_jupyterlab_as_any_user_root_included(tmp_path):
     assert status == 200, output
     if os.geteuid() == 0:
         assert "--allow-root" in output.splitlines()[0]  # the command make ran
+
+
+def test_study_list_reads_a_local_store_as_mlflow_does(tmp_path):
+    """``mpimpy study list`` reads a local store with two SQL queries (MLflow's client takes
+    seconds to start): the same experiments, in the same order, with the same run counts."""
+    from collections import Counter
+
+    from mpimpy import tracking
+    from mpimpy.cli import experiment_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = tracking.get_client(uri)
+    for name, statuses in (("one", ["FINISHED", "FAILED", "FINISHED"]), ("two", ["KILLED"]),
+                           ("gone", ["FINISHED"]), ("empty", [])):
+        experiment_id = tracking.ensure_experiment(name, client=client)
+        for status in statuses:
+            run = client.create_run(experiment_id)
+            client.set_terminated(run.info.run_id, status)
+        deleted = client.create_run(experiment_id)  # a deleted run is not counted
+        client.delete_run(deleted.info.run_id)
+    client.create_run(tracking.ensure_experiment("running", client=client))
+    client.delete_experiment(client.get_experiment_by_name("gone").experiment_id)
+
+    expected = []
+    for experiment in client.search_experiments():
+        runs = client.search_runs([experiment.experiment_id])
+        expected.append((experiment.name, experiment.experiment_id,
+                         Counter(r.info.status for r in runs)))
+    assert [name for name, _, _ in expected] == ["running", "empty", "two", "one", "Default"]
+    assert experiment_runs(uri) == expected
