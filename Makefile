@@ -1,12 +1,22 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    set up .venv and run the main job (the quickstart study on the local store)
 #   make test   set up .venv and run the linter and the tests
+# The mpimpy command lives in .venv/bin: `source .venv/bin/activate` puts it on PATH, or use
+#   make study STUDY=variation [WORKERS=2] [ARGS="--dry-run"]
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU build of torch; override for CUDA, e.g. make TORCH_SPEC="torch==2.13.0" PIP_EXTRA="--index-url ..."
 TORCH_SPEC ?= torch==2.13.0
+# make study: a shipped study's name or a study file, parallel points, more mpimpy options
+STUDY ?= quickstart
+WORKERS ?= 2
+ARGS ?=
+# make lab: more JupyterLab options (e.g. --no-browser --port=8889); as root (as many
+# containers run) JupyterLab needs --allow-root, added here
+LAB_ARGS ?=
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
-.PHONY: setup run ui lab test test-browser browser lint bench clean
+.PHONY: setup run study ui lab test test-browser browser lint bench bench-cli clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -22,12 +32,16 @@ run: setup
 	$(VENV)/bin/mpimpy study run studies/quickstart.yaml --workers 2
 	@echo "Compare the runs:   make ui    (MLflow UI on http://127.0.0.1:5000)"
 	@echo "Explore by hand:    make lab   (JupyterLab on notebooks/, e.g. explorer.ipynb)"
+	@echo "More studies:       make study STUDY=variation, or: source $(VENV)/bin/activate; mpimpy study list"
+
+study: setup
+	$(VENV)/bin/mpimpy study run $(STUDY) --workers $(WORKERS) $(ARGS)
 
 ui: setup
 	$(VENV)/bin/mpimpy ui
 
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(ALLOW_ROOT) $(LAB_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -44,6 +58,10 @@ test-browser: setup browser
 
 bench: setup
 	$(PY) benchmarks/bench_core.py
+
+# How fast the mpimpy command answers (--help, study list, validate, --dry-run)
+bench-cli: setup
+	$(PY) benchmarks/bench_cli.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

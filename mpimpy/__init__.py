@@ -7,17 +7,46 @@ The public API::
 
 ``dot`` programs its right operand anew on every call; :class:`CrossbarMatmul` programs a
 matrix once and multiplies every input by the same arrays (``mpimpy.apps.CrossbarMatmul``).
+
+The names are imported on first use (PEP 562), so that ``import mpimpy.cli`` or
+``mpimpy.tracking`` does not pay for torch: the ``mpimpy`` command answers ``--help`` at once.
 """
 
-from . import cost
-from .api import dot
-from .apps.matmul import CrossbarMatmul
-from .config import CrossbarConfig, TileShape
-from .engine import DPETensor
-from .metrics import ABSE, RE, SNR, all_metrics, max_abs_error
-from .slicing import SlicedData, dot_high_dim
+from importlib import import_module
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it (``None``: the name is a submodule).
+_EXPORTS = {
+    "dot": ".api",
+    "CrossbarMatmul": ".apps.matmul",
+    "CrossbarConfig": ".config",
+    "TileShape": ".config",
+    "DPETensor": ".engine",
+    "ABSE": ".metrics",
+    "RE": ".metrics",
+    "SNR": ".metrics",
+    "all_metrics": ".metrics",
+    "max_abs_error": ".metrics",
+    "SlicedData": ".slicing",
+    "dot_high_dim": ".slicing",
+    "cost": None,
+}
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _EXPORTS[name]
+    value = import_module(f".{name}", __name__) if module is None else getattr(
+        import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "DPETensor",

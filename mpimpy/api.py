@@ -22,8 +22,30 @@ DOT_DEFAULTS = dict(
 )
 
 
+class _StraightThrough(torch.autograd.Function):
+    """The simulated product forward, the ideal product's gradient backward (straight-through,
+    as in :class:`mpimpy.nn.MemMatmul`): rounding, slicing and the devices have no useful
+    gradient of their own."""
+
+    @staticmethod
+    def forward(ctx, simulated, a, b):
+        ctx.save_for_backward(a, b)
+        return simulated
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        needs = ctx.needs_input_grad[1:]
+        with torch.enable_grad():
+            a_, b_ = (t.detach().requires_grad_(n) for t, n in zip((a, b), needs, strict=True))
+            wrt = [t for t, n in zip((a_, b_), needs, strict=True) if n]
+            grads = iter(torch.autograd.grad(torch.matmul(a_, b_), wrt, grad))
+        return None, *(next(grads) if n else None for n in needs)
+
+
 def dot(a, b, engine: DPETensor | None = None, xblk=(1, 1, 2, 4), mblk=(1, 1, 2, 4),
-        bw_e: int | None = None, paral_size=(64, 64), quant_gran=None, **engine_kwargs):
+        bw_e: int | None = None, paral_size=(64, 64), quant_gran=None, device=None,
+        **engine_kwargs):
     """Simulated ``np.dot(a, b)``: ``b`` is programmed into crossbars and ``a`` drives them.
 
     Every call programs ``b`` anew: device variation and stuck cells are drawn again, so with
@@ -45,23 +67,36 @@ def dot(a, b, engine: DPETensor | None = None, xblk=(1, 1, 2, 4), mblk=(1, 1, 2,
         paral_size: array size (rows, cols).
         quant_gran: quantization blocks for both operands (see
             :class:`~mpimpy.slicing.SlicedData`).
+        device: where the engine made here simulates (default: ``a``'s device for torch
+            input, the CPU for numpy input).
 
     Returns:
         What ``np.dot`` returns for numpy input (``torch.matmul`` for torch input): the same
-        shape and kind; the dtype of the floating inputs, float64 for integer inputs. A torch
-        result is on ``a``'s device.
+        shape and kind (empty operands give what ``torch.matmul`` gives); the dtype of the
+        floating inputs, float64 for integer inputs. A torch result is on ``a``'s device.
+        Inputs that require grad get the straight-through gradient, that of the ideal
+        product ``a @ b``, as the :mod:`mpimpy.nn` layers do. Complex inputs raise
+        ``TypeError``.
     """
-    if engine is not None and engine_kwargs:
+    if engine is not None and (engine_kwargs or device is not None):
+        settings = sorted(engine_kwargs) + (["device"] if device is not None else [])
         raise TypeError(f"pass either engine or engine settings, not both (got engine and "
-                        f"{sorted(engine_kwargs)})")
-    xblk, mblk = parse_slice_method(xblk, "xblk"), parse_slice_method(mblk, "mblk")
+                        f"{settings})")
+    # the widths' own checks now, under dot's names; the sign-slice rule, which depends on the
+    # encodings, once the engine is known
+    xblk = parse_slice_method(xblk, "xblk", sign_slice=False)
+    mblk = parse_slice_method(mblk, "mblk", sign_slice=False)
+    for name, value in (("a", a), ("b", b)):
+        if value.is_complex() if isinstance(value, torch.Tensor) else np.iscomplexobj(value):
+            raise TypeError(f"{name} is complex: mpimpy.dot multiplies real numbers; simulate "
+                            f"the real and imaginary parts as separate products")
     as_torch = isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor)
     if as_torch:
         ta, tb = torch.as_tensor(a), torch.as_tensor(b)
         dtype = torch.promote_types(ta.dtype, tb.dtype)
         if not dtype.is_floating_point:
             dtype = torch.float64
-        device = ta.device
+        home = ta.device  # where the result goes
     else:
         na, nb = np.asarray(a), np.asarray(b)
         np_dtype = np.result_type(na, nb)
@@ -69,7 +104,7 @@ def dot(a, b, engine: DPETensor | None = None, xblk=(1, 1, 2, 4), mblk=(1, 1, 2,
             np_dtype = np.dtype(np.float64) if np_dtype != np.float16 else np_dtype
         ta, tb = torch.from_numpy(na.astype(np_dtype, copy=False)), torch.from_numpy(
             nb.astype(np_dtype, copy=False))
-        dtype, device = ta.dtype, torch.device("cpu")
+        dtype, home = ta.dtype, torch.device("cpu")
     if ta.dim() == 0 or tb.dim() == 0:
         raise ValueError("dot needs arrays, not scalars: multiply scalars digitally")
     if tb.dim() > 2:
@@ -79,7 +114,10 @@ def dot(a, b, engine: DPETensor | None = None, xblk=(1, 1, 2, 4), mblk=(1, 1, 2,
         raise ValueError(f"shapes {tuple(ta.shape)} and {tuple(tb.shape)} not aligned: "
                          f"{ta.shape[-1]} (last dim of a) != {tb.shape[0]} (first dim of b)")
     if engine is None:
-        engine = DPETensor(device=device, **{**DOT_DEFAULTS, **engine_kwargs})
+        engine = DPETensor(device=home if device is None else device,
+                           **{**DOT_DEFAULTS, **engine_kwargs})
+    engine.check_input_widths(xblk, "xblk")
+    engine.check_weight_widths(mblk, "mblk")
     ta, tb = ta.to(device=engine.device, dtype=dtype), tb.to(device=engine.device, dtype=dtype)
 
     x = SlicedData(xblk, bw_e=bw_e, paral_size=paral_size, quant_gran=quant_gran,
@@ -89,7 +127,9 @@ def dot(a, b, engine: DPETensor | None = None, xblk=(1, 1, 2, 4), mblk=(1, 1, 2,
     x.slice_data_imp(engine, ta, transpose=True)
     mat.slice_data_imp(engine, tb)
     y = engine(x, mat)
+    if ta.requires_grad or tb.requires_grad:
+        y = _StraightThrough.apply(y, ta, tb)
     if as_torch:
-        return y.to(device)
+        return y.to(home)
     result = y.cpu().numpy()
     return result[()] if result.ndim == 0 else result

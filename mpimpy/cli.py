@@ -9,9 +9,14 @@
     mpimpy ui [--port 5000]
 
 A study may be named by its file or, for the shipped ones, by name (``quickstart``). Exit
-status: 0 when everything ran, 1 when a point failed or the run was interrupted, 2 for a study
-file that is wrong (nothing runs then). Until the package is installed, run it as
-``python -m mpimpy.cli``.
+status: 0 when everything ran; 1 when a point failed, the run was interrupted or the experiment
+store could not be written; 2 when nothing could start because the study file or the command
+line is wrong (an invalid study, ``--workers 0``, a Dask scheduler that does not answer). The
+command lives in the project's ``.venv/bin`` (``source .venv/bin/activate``, or
+``python -m mpimpy``).
+
+Heavy modules (torch, MLflow, papermill, Dask) are imported only by the commands that use them,
+so ``mpimpy --help`` answers at once (``benchmarks/bench_cli.py`` measures each command).
 """
 
 from __future__ import annotations
@@ -43,21 +48,27 @@ def _study_path(name: str) -> Path:
 
 def _cmd_run(args) -> int:
     from mpimpy.studies import StudyError, load_study, run_study
+    from mpimpy.studies.runner import RunnerError, SchedulerError
 
     try:
-        study = load_study(_study_path(args.study))
-    except StudyError as exc:
+        study = load_study(_study_path(args.study), allow_any_notebook=args.allow_any_notebook)
+        result = run_study(
+            study,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            output_dir=args.output_dir,
+            dry_run=args.dry_run,
+            force=args.force,
+            progress=not args.no_progress,
+            allow_any_notebook=args.allow_any_notebook,
+            connect_timeout_s=args.connect_timeout,
+        )
+    except (StudyError, SchedulerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = run_study(
-        study,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        output_dir=args.output_dir,
-        dry_run=args.dry_run,
-        force=args.force,
-        progress=not args.no_progress,
-    )
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(result.summary())
     return 0 if result.ok or args.dry_run else 1
 
@@ -68,7 +79,7 @@ def _cmd_validate(args) -> int:
     status = 0
     for name in args.studies:
         try:
-            study = load_study(_study_path(name))
+            study = load_study(_study_path(name), allow_any_notebook=args.allow_any_notebook)
         except StudyError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
@@ -98,10 +109,54 @@ def _cmd_list(args) -> int:
     if db is not None and not db.is_file():
         print(f"\nNo experiment store yet at {db} (a study run creates it).")
         return 0
-    client = tracking.get_client(uri)
-    experiments = client.search_experiments()
     print(f"\nExperiments in {tracking.store_summary(uri)}:")
-    for experiment in experiments:
+    for name, experiment_id, counts in experiment_runs(uri):
+        detail = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no runs"
+        total = sum(counts.values())
+        print(f"  {name:24} id {experiment_id:>4}  {total:4} runs ({detail})")
+    return 0
+
+
+def _local_experiment_runs(db: Path) -> list[tuple[str, str, Counter]] | None:
+    """What :func:`experiment_runs` returns, read from a local store's database directly.
+
+    Two read-only queries on MLflow's ``experiments`` and ``runs`` tables, where MLflow's own
+    client would take seconds to import and to check the store's schema; ``None`` when the
+    database does not look as expected (then MLflow is asked).
+    """
+    import contextlib
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as con:
+            experiments = con.execute(
+                "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active' "
+                "ORDER BY creation_time DESC, experiment_id ASC"
+            ).fetchall()
+            rows = con.execute(
+                "SELECT experiment_id, status, COUNT(*) FROM runs "
+                "WHERE lifecycle_stage = 'active' GROUP BY experiment_id, status"
+            ).fetchall()
+    except sqlite3.Error:
+        return None
+    counts: dict[str, Counter] = {}
+    for experiment_id, status, n in rows:
+        counts.setdefault(str(experiment_id), Counter())[status] = n
+    return [(name, str(i), counts.get(str(i), Counter())) for i, name in experiments]
+
+
+def experiment_runs(uri: str) -> list[tuple[str, str, Counter]]:
+    """``(name, id, runs by status)`` of every active experiment of the store (runs that are
+    not deleted), newest experiment first, as ``MlflowClient.search_experiments`` orders them."""
+    from mpimpy import tracking
+
+    db = tracking.sqlite_path(uri)
+    local = _local_experiment_runs(db) if db is not None else None
+    if local is not None:
+        return local
+    client = tracking.get_client(uri)
+    result = []
+    for experiment in client.search_experiments():
         counts: Counter[str] = Counter()
         token = None
         while True:
@@ -112,10 +167,8 @@ def _cmd_list(args) -> int:
             token = page.token
             if not token:
                 break
-        detail = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no runs"
-        total = sum(counts.values())
-        print(f"  {experiment.name:24} id {experiment.experiment_id:>4}  {total:4} runs ({detail})")
-    return 0
+        result.append((experiment.name, experiment.experiment_id, counts))
+    return result
 
 
 def ui_command(port: int = 5000, host: str = "127.0.0.1") -> list[str] | None:
@@ -168,6 +221,31 @@ def _cmd_ui(args) -> int:
     return 0  # not reached
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+_ANY_NOTEBOOK_HELP = (
+    "allow a notebook outside the project's notebooks/ and the study file's folder"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mpimpy`` command."""
     parser = argparse.ArgumentParser(
@@ -180,11 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = study_commands.add_parser("run", help="run a study's points that have not finished yet")
     run.add_argument("study", help="study file (or the name of one in studies/)")
-    run.add_argument("--workers", type=int, default=1, help="parallel points (default 1)")
+    run.add_argument(
+        "--workers", type=_positive_int, default=1, help="parallel points (default 1)"
+    )
     run.add_argument(
         "--scheduler",
         metavar="ADDRESS",
         help="Dask scheduler address (tcp://host:8786): run the points on that cluster",
+    )
+    run.add_argument(
+        "--connect-timeout",
+        type=_positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long the Dask scheduler has to answer (default 10)",
     )
     run.add_argument("--dry-run", action="store_true", help="validate and list points, run nothing")
     run.add_argument(
@@ -192,12 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--force", action="store_true", help="also rerun points that finished before")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--allow-any-notebook", action="store_true", help=_ANY_NOTEBOOK_HELP)
     run.set_defaults(func=_cmd_run)
 
     validate = study_commands.add_parser(
         "validate", help="check study files against their notebooks"
     )
     validate.add_argument("studies", nargs="+", help="study files (or names in studies/)")
+    validate.add_argument("--allow-any-notebook", action="store_true", help=_ANY_NOTEBOOK_HELP)
     validate.set_defaults(func=_cmd_validate)
 
     listing = study_commands.add_parser("list", help="shipped studies and experiments in the store")

@@ -263,9 +263,17 @@ class DPETensor:
             raise ValueError(f"inner dimensions differ: x has K={qx.shape[1]} but mat has "
                              f"K={q_w.shape[0]}")
         k, n = q_w.shape
+        out_dtype = x.data.dtype if x.data.is_floating_point() else torch.float64
+        out_shape = x.data.shape[:-1] + ((n,) if mat.data.dim() == 2 else ())
+        if x.data.dim() == 1 and not x.transpose:
+            out_shape = (n,) if mat.data.dim() == 2 else ()
+        if qx.shape[0] == 0 or k == 0 or n == 0:
+            # empty operands: no array is read (no schedule, no cost), and the product is what
+            # torch.matmul returns
+            self.last_schedule = self.last_cost = None
+            return torch.zeros(out_shape, dtype=out_dtype, device=self.device)
         check_block_alignment(kblock_x, k, tile.rows, "x")
         check_block_alignment(kblock_w, k, tile.rows, "mat")
-        out_dtype = x.data.dtype if x.data.is_floating_point() else torch.float64
         dtype = torch.float64 if torch.float64 in (x.data.dtype, mat.data.dtype) else torch.float32
 
         # stage 3: program (cached) and derive the matrices one read multiplies by
@@ -337,9 +345,6 @@ class DPETensor:
 
             self.last_cost = report(self.last_schedule, self.technology)
 
-        out_shape = x.data.shape[:-1] + ((n,) if mat.data.dim() == 2 else ())
-        if x.data.dim() == 1 and not x.transpose:
-            out_shape = (n,) if mat.data.dim() == 2 else ()
         return y.reshape(out_shape).to(out_dtype)
 
     # -- stages 5 to 7, chunk by chunk ------------------------------------------------------

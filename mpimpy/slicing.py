@@ -231,7 +231,8 @@ def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int
         blocks = blocks.double()
     scaled = blocks / divisor.to(blocks.dtype)[:, None, :, None]
     # Rounding the block's largest mantissa (just under 2 * 2**e) may reach 2**(bits-1): saturate.
-    q = scaled.round_().clamp_(-q_max, q_max).reshape(scaled.shape[0] * scaled.shape[1], -1)
+    nbr, br, nbc, bc = scaled.shape  # explicit sizes: -1 is ambiguous for empty data
+    q = scaled.round_().clamp_(-q_max, q_max).reshape(nbr * br, nbc * bc)
     return q[: values.shape[0], : values.shape[1]].to(integer_dtype(bits)), block_step
 
 
@@ -316,6 +317,11 @@ class SlicedData:
 
     After :meth:`slice_data_imp`, ``quantized_data`` holds the quantized values (float64, the
     data's shape) and ``q``/``block_step`` the integers and scales behind them.
+
+    The simulation is not differentiable: the data is detached when sliced, so a product of
+    tensors that require grad has no gradient (rather than a wrong one, through the block
+    scales). :func:`mpimpy.dot` and the :mod:`mpimpy.nn` layers give the straight-through
+    gradient of the ideal product.
     """
 
     def __init__(self, slice_method, bw_e=None, is_weight=False, paral_size=(64, 64),
@@ -363,7 +369,7 @@ class SlicedData:
                 (contraction axis first) and are applied transposed, so that blocks run along
                 the last axis. It does not transpose the data.
         """
-        data = torch.as_tensor(data)
+        data = torch.as_tensor(data).detach()  # not differentiable: see the class docstring
         if resolve_device(data.device) != self.device:
             data = data.to(self.device)
         if not (data.is_floating_point() or data.dtype in (torch.int8, torch.int16, torch.int32,
@@ -393,9 +399,10 @@ class SlicedData:
     def _as_matrix(data, transpose):
         """Data as a 2-D matrix: leading batch dims are folded into rows; 1-D data becomes one
         row when transposed (a left operand) and one column otherwise."""
+        # explicit sizes, so that empty data (0 rows, K = 0) keeps its shape
         if data.dim() == 1:
-            return data.view(1, -1) if transpose else data.view(-1, 1)
-        return data.reshape(-1, data.shape[-1])
+            return data.view(1, data.shape[0]) if transpose else data.view(data.shape[0], 1)
+        return data.reshape(data.shape[:-1].numel(), data.shape[-1])
 
     def role_matrix(self, role: str, rows: int):
         """The sliced operand as the engine uses it.

@@ -13,34 +13,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
+from studyfiles import ROOT, all_runs, write_study
 
 from mpimpy import cli, tracking
 from mpimpy.studies import StudyError, load_study, run_study
 from mpimpy.studies.runner import HASH_TAG, runs_with_status
 from mpimpy.studies.spec import expand_points, params_hash
-
-DATA = Path(__file__).parent / "data"
-SIMPLE = str(DATA / "simple.ipynb")
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_study(folder: Path, name: str = "s", **content) -> Path:
-    data = {"name": name, "notebook": SIMPLE, **content}
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def all_runs(client, experiment_name: str) -> list:
-    experiment = client.get_experiment_by_name(experiment_name)
-    assert experiment is not None, f"experiment {experiment_name!r} missing"
-    return client.search_runs([experiment.experiment_id], max_results=1000)
-
 
 # ---------------------------------------------------------------------------------------------
 # Study files (no kernels)
@@ -90,8 +72,8 @@ BAD_STUDIES = [
     ({"gird": {"a": [1]}}, "'gird'", "unknown key"),
     ({"name": "has space"}, "'name'", "expected a name"),
     ({"notebook": "nowhere.ipynb"}, "'notebook'", "not found"),
-    ({"notebook": str(DATA / "noparams.ipynb")}, "'notebook'", "no cell tagged 'parameters'"),
-    ({"notebook": str(DATA / "noseed.ipynb")}, "'seeds'", "declares no 'seed' parameter"),
+    ({"notebook": "noparams.ipynb"}, "'notebook'", "no cell tagged 'parameters'"),
+    ({"notebook": "noseed.ipynb"}, "'seeds'", "declares no 'seed' parameter"),
     (
         {"parameters": {"colour": 1}},
         "'parameters.colour'",
@@ -120,13 +102,13 @@ BAD_STUDIES = [
 
 @pytest.mark.parametrize(("change", "key", "message"), BAD_STUDIES)
 def test_bad_study_files_are_refused_with_a_clear_message(tmp_path, change, key, message):
-    data = {"name": "bad", "notebook": SIMPLE}
+    path = write_study(tmp_path, "bad")
+    data = yaml.safe_load(path.read_text())
     for k, v in change.items():
         if v is None:
             data.pop(k)
         else:
             data[k] = v
-    path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(StudyError) as info:
         load_study(path)
@@ -331,7 +313,7 @@ def test_dask_local_cluster_runs_the_same_points(store, tmp_path):
 
 
 def test_simulator_notebook_logs_into_the_runners_run(store, tmp_path):
-    notebook = str(DATA / "simulate.ipynb")
+    notebook = "simulate.ipynb"
     path = write_study(tmp_path, name="simulate", notebook=notebook, grid={"fmt": ["INT", "FP"]})
     result = run_study(path, workers=2, output_dir=tmp_path / "out", progress=False)
     assert result.ok, result.summary()

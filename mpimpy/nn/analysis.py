@@ -163,7 +163,7 @@ def cost_report(model: nn.Module, inputs: torch.Tensor, technology="isaac-32nm",
 
     rows, per_layer = [], []
     for name, layer in layers:
-        reports = [report(s, tech) for s in schedules[name]]
+        reports = [report(s, tech) for s in schedules[name] if s is not None]
         layer_cost = combine(reports)
         per_layer.append(layer_cost)
         row = {"layer": name, "type": type(layer).__name__, "macs": layer_cost.macs,

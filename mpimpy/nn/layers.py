@@ -175,6 +175,7 @@ class MemLayerMixin:
                                                        device=self.weight.device))
         self._mats = None  # one programmed SlicedData per group
         self._key = None  # what the programmed arrays were made from
+        self._programmed_weight = None  # the weights the arrays hold, to detect .data edits
         #: the :class:`mpimpy.cost.Schedule` of the last forward pass, one per group (what
         #: :func:`mpimpy.nn.cost_report` prices)
         self.last_schedules = []
@@ -233,13 +234,16 @@ class MemLayerMixin:
             mats.append(mat)
         self._mats = mats
         self._key = self._state_key()
+        # what was programmed: edits through weight.data do not bump weight._version
+        self._programmed_weight = self.weight.detach().clone()
 
     def _ensure_programmed(self) -> None:
         if self.training:
             # noise-aware training: new variation on every step, prog_seed left alone
             self._program(_new_seed())
             self._key = None  # re-program for eval
-        elif self._mats is None or self._key != self._state_key():
+        elif (self._mats is None or self._key != self._state_key()
+              or not torch.equal(self._programmed_weight, self.weight.detach())):
             self._program(int(self.prog_seed))
 
     @property
@@ -260,13 +264,15 @@ class MemLayerMixin:
         outs, schedules = [], []
         for g, mat in enumerate(self._mats):
             parts, schedule = [], None
-            for start in range(0, m, rows):
+            for start in range(0, max(m, 1), rows):  # an empty batch still makes one (empty) call
                 xs = self._x_operand()
                 xs.slice_data_imp(engine, x[g, start:start + rows], transpose=True)
                 parts.append(engine(xs, mat))
-                # the chunks ran on the same arrays, one after the other
-                schedule = engine.last_schedule if schedule is None else \
-                    schedule.merge(engine.last_schedule)
+                # the chunks ran on the same arrays, one after the other (an empty one ran
+                # nothing)
+                if engine.last_schedule is not None:
+                    schedule = engine.last_schedule if schedule is None else \
+                        schedule.merge(engine.last_schedule)
             outs.append(parts[0] if len(parts) == 1 else torch.cat(parts))
             schedules.append(schedule)
         self.last_schedules = schedules
@@ -286,6 +292,12 @@ class MemLayerMixin:
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         # A digital model's state (no prog_seed) loads too: the layer keeps its own seed.
+        seed = state_dict.get(prefix + "prog_seed")
+        if isinstance(seed, torch.Tensor) and (
+                seed.numel() != 1 or seed.dtype.is_floating_point or seed.is_complex()
+                or seed.dtype == torch.bool or int(seed) < 0):
+            raise ValueError(f"{prefix}prog_seed in the state dict must be a non-negative "
+                             f"integer scalar, got {seed!r}")
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
         key = prefix + "prog_seed"
@@ -339,7 +351,7 @@ class MemLinear(MemLayerMixin, nn.Linear):
             raise ValueError(f"MemLinear: expected inputs (*, {self.in_features}), got "
                              f"{tuple(x.shape)}")
         lead = x.shape[:-1]
-        y = self._matmul(x.reshape(1, -1, self.in_features))[0]
+        y = self._matmul(x.reshape(1, lead.numel(), self.in_features))[0]
         y = y.reshape(*lead, self.out_features)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
@@ -435,7 +447,7 @@ class MemConv2d(MemLayerMixin, nn.Conv2d):
         per_image = oh * ow * k * g
         step = max(1, self.chunk_elements // max(per_image, 1))
         outs = []
-        for start in range(0, b, step):
+        for start in range(0, max(b, 1), step):  # an empty batch still makes one (empty) call
             xb = x[start:start + step]
             cols = F.unfold(xb, self.kernel_size, dilation=self.dilation, padding=padding,
                             stride=self.stride)  # (b', C*kh*kw, L), channel-major

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -101,9 +100,25 @@ def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: in
 
 
 def cache_dir() -> Path:
-    """Where :func:`pretrained` keeps trained weights: ``$MPIMPY_CACHE`` or a temp folder."""
+    """Where :func:`pretrained` keeps trained weights: ``$MPIMPY_CACHE``, else this user's
+    cache folder (``~/.cache/mpimpy`` on Linux, through :mod:`platformdirs`).
+
+    The user's folder is created private (mode 0700) and refused when another user owns it or
+    others may write to it: the cache holds files that :func:`torch.load` reads back, which must
+    not sit in a folder anyone can fill (as a shared temporary folder would be).
+    """
     env = os.environ.get(ENV_CACHE)
-    return Path(env) if env else Path(tempfile.gettempdir()) / "mpimpy-cache"
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    folder = Path(user_cache_dir("mpimpy", appauthor=False))
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.stat()
+    if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o022):
+        raise PermissionError(f"the model cache {folder} must belong to you and be writable by "
+                              f"you alone (chmod 700 it, or set ${ENV_CACHE})")
+    return folder
 
 
 def pretrained(model: str, data, *, seed: int = 0, epochs: int = 8, batch_size: int = 64,

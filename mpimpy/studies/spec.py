@@ -12,9 +12,13 @@ with (see ``docs/studies.md``)::
     seeds: [0, 1]                     # every point is run once per seed
 
 Everything is checked before anything runs, so a typo fails in a second with a message naming
-the file, the key and what was expected, not an hour into a sweep: the notebook must exist,
-every parameter must be declared in the notebook's cell tagged ``parameters`` and have the type
-of its default there (or of its annotation, ``adc_range: str | float = "full"``).
+the file, the key and what was expected, not an hour into a sweep: the file is UTF-8 YAML with
+no key given twice; the notebook exists inside the project's ``notebooks/`` or the study's own
+folder and is a readable notebook; every parameter is declared in the notebook's cell tagged
+``parameters``, has the type of its default there (or of its annotation,
+``adc_range: str | float = "full"``) and is a value papermill can pass on; no two points are the
+same computation; and every point's hardware and slicing settings are ones the simulator accepts
+(:mod:`mpimpy.studies.settings`). All the problems found are reported together.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import ast
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,10 @@ OPTIONAL_KEYS = ("description", "experiment", "parameters", "grid", "points", "s
 
 #: The notebook parameter that receives each point's seed.
 SEED_PARAMETER = "seed"
+
+#: Most points a study may expand to: a larger grid is almost surely a mistake (10**8 points
+#: would exhaust memory while being listed) and is refused before it is expanded.
+MAX_POINTS = 100_000
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -58,6 +67,7 @@ class NotebookParameter:
     default: Any
     types: frozenset[str] | None
     source: str  # the default as written, for messages
+    known: bool = True  # the default is a literal (``np.pi`` is not): ``default`` holds it
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,8 @@ class Point:
 
     ``params_hash`` identifies the computation (notebook name + every parameter incl. the seed);
     the runner stores it as a tag and uses it to skip points that already finished.
+    ``sources`` names the study-file key each parameter comes from (``"grid.var"``,
+    ``"points[1].x_slice"``, ``"seeds"``), for messages.
     """
 
     index: int
@@ -74,6 +86,7 @@ class Point:
     parameters: dict[str, Any]
     varying: dict[str, Any]
     params_hash: str
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -169,21 +182,68 @@ def _default_type_names(value: Any) -> frozenset[str] | None:
     return frozenset([name])
 
 
+def _decode_utf8(path: Path, what: str) -> str:
+    """A file's text, or a :class:`StudyError` saying it is not UTF-8 (never its bytes)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StudyError(
+            f"{path}: not {what}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
+
+
+def read_notebook(notebook: Path) -> dict:
+    """A notebook file as its JSON dict, checked to be an nbformat-4 notebook.
+
+    Plain :mod:`json` rather than nbformat, whose schema validator takes a second to import.
+    A broken file raises :class:`StudyError` giving the position of the problem, never the
+    file's content.
+    """
+    text = _decode_utf8(notebook, "a notebook")
+    try:
+        nb = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StudyError(
+            f"{notebook}: not a valid notebook: JSON error at line {exc.lineno} column "
+            f"{exc.colno}: {exc.msg}"
+        ) from None
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if not isinstance(cells, list) or nb.get("nbformat") != 4:
+        raise StudyError(
+            f"{notebook}: not a valid notebook: expected a Jupyter notebook in format 4 "
+            "(a JSON object with 'nbformat': 4 and a list of 'cells')"
+        )
+    for i, cell in enumerate(cells):
+        source = cell.get("source") if isinstance(cell, dict) else None
+        if isinstance(source, list) and all(isinstance(line, str) for line in source):
+            cell["source"] = "".join(source)
+        elif not isinstance(source, str):
+            raise StudyError(
+                f"{notebook}: not a valid notebook: cell {i} has no text 'source'"
+            )
+    return nb
+
+
 def notebook_parameters(notebook: Path) -> dict[str, NotebookParameter] | None:
     """Parameters declared in the notebook's cell tagged ``parameters``, or ``None`` if none.
 
     The cell is parsed with :mod:`ast` (papermill's own parser drops annotated parameters with
     ``|`` unions). IPython magics and shell lines are ignored.
     """
-    import nbformat
-
-    nb = nbformat.read(str(notebook), as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    nb = read_notebook(Path(notebook))
+    cells = [
+        c
+        for c in nb["cells"]
+        if isinstance(c.get("metadata"), dict)
+        and "parameters" in (c["metadata"].get("tags") or [])
+    ]
     if not cells:
         return None
     source = "\n".join(
         "" if line.lstrip().startswith(("%", "!")) else line
-        for line in cells[0].source.splitlines()
+        for line in cells[0]["source"].splitlines()
     )
     try:
         tree = ast.parse(source)
@@ -207,7 +267,7 @@ def notebook_parameters(notebook: Path) -> dict[str, NotebookParameter] | None:
         if types is None and known:
             types = _default_type_names(default)
         for target in targets:
-            params[target.id] = NotebookParameter(target.id, default, types, src)
+            params[target.id] = NotebookParameter(target.id, default, types, src, known)
     return params
 
 
@@ -249,10 +309,19 @@ def _coerce(value: Any, spec: NotebookParameter | None) -> Any:
 # Loading
 
 
-def resolve_notebook(notebook: str, study_path: Path) -> Path:
-    """Find a study's notebook: absolute, next to the YAML file, or in the project's notebooks/.
+def notebook_roots(study_path: Path) -> list[Path]:
+    """The folders a study may run notebooks from: the project's ``notebooks/`` and the study
+    file's own folder (symlinks resolved)."""
+    return [(project_root() / "notebooks").resolve(), Path(study_path).resolve().parent]
 
-    Raises :class:`StudyError` listing the places looked at.
+
+def resolve_notebook(notebook: str, study_path: Path, *, allow_any_notebook: bool = False) -> Path:
+    """Find a study's notebook: next to the YAML file, else in the project's notebooks/.
+
+    The notebook's real path (symlinks resolved) must lie inside one of :func:`notebook_roots`
+    unless ``allow_any_notebook`` is set (``mpimpy study run --allow-any-notebook``): a study file
+    from elsewhere must not run an arbitrary ``.ipynb`` on the disk (``../..``, ``~``, absolute
+    paths, symlinks). Raises :class:`StudyError` listing the places looked at.
     """
     candidate = Path(notebook).expanduser()
     if candidate.is_absolute():
@@ -261,7 +330,15 @@ def resolve_notebook(notebook: str, study_path: Path) -> Path:
         places = [study_path.parent / candidate, project_root() / "notebooks" / candidate]
     for place in places:
         if place.is_file():
-            return place.resolve()
+            real = place.resolve()
+            roots = notebook_roots(study_path)
+            if not allow_any_notebook and not any(real.is_relative_to(r) for r in roots):
+                raise StudyError(
+                    f"{study_path}: key 'notebook': {notebook!r} is {real}, outside the folders "
+                    f"a study may run notebooks from ({', '.join(map(str, roots))}); move it "
+                    "there or pass --allow-any-notebook (allow_any_notebook=True) to run it"
+                )
+            return real
     looked = ", ".join(str(p) for p in places)
     raise StudyError(
         f"{study_path}: key 'notebook': notebook {notebook!r} not found (looked at {looked})"
@@ -272,19 +349,107 @@ def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def load_study(path: str | Path, *, check_notebook: bool = True) -> Study:
-    """Read and validate a study file; raise :class:`StudyError` on the first problem found.
+def _report(path: Path, problems: list[str]) -> StudyError:
+    """One error for all the problems found: ``"<file>: key 'k': ..."`` per line."""
+    if len(problems) == 1:
+        return StudyError(f"{path}: {problems[0]}")
+    return StudyError(
+        f"{path}: {len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems)
+    )
+
+
+def _yaml_duplicates(node, path: str = "") -> list[str]:
+    """Keys given twice in a YAML mapping (PyYAML silently keeps the last), with their lines."""
+    problems = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = (key_node.tag, key_node.value)
+            here = f"{path}.{key_node.value}" if path else str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen and key_node.value != "<<":
+                problems.append(
+                    f"key '{here}': given twice (lines {seen[key]} and {line}); YAML would "
+                    "silently keep the last one: remove one"
+                )
+            seen.setdefault(key, line)
+            problems += _yaml_duplicates(value_node, here)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += _yaml_duplicates(item, f"{path}[{i}]")
+    return problems
+
+
+def _read_yaml(path: Path):
+    text = _decode_utf8(path, "a study file")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{path}: not valid YAML: {exc}") from None
+    duplicates = _yaml_duplicates(node)
+    if duplicates:
+        raise _report(path, duplicates)
+    return data
+
+
+def unpassable(value: Any) -> Any | None:
+    """The part of ``value`` that cannot be passed to a notebook as a parameter, or ``None``.
+
+    papermill writes parameters as Python literals: ``None``, bools, numbers, strings, lists and
+    mappings with string keys. Anything else YAML can make (dates, sets, binary) would arrive as
+    its ``str()``.
+    """
+    if value is None or isinstance(value, bool | int | float | str):
+        return None
+    if isinstance(value, list):
+        return next((bad for bad in map(unpassable, value) if bad is not None), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return key
+            bad = unpassable(item)
+            if bad is not None:
+                return bad
+        return None
+    return value
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _duplicates(items: list[tuple[str, Any]]) -> list[str]:
+    """Messages for items (label, canonical value) that repeat an earlier one."""
+    first: dict[str, str] = {}
+    problems = []
+    for label, value in items:
+        key = _canonical(value)
+        if key in first:
+            problems.append(
+                f"key '{label}': the same as '{first[key]}' ({value!r}): the point would run "
+                "twice; remove one"
+            )
+        else:
+            first[key] = label
+    return problems
+
+
+def load_study(
+    path: str | Path, *, check_notebook: bool = True, allow_any_notebook: bool = False
+) -> Study:
+    """Read and validate a study file; raise :class:`StudyError` naming every problem found.
 
     ``check_notebook=False`` checks only the file's own structure (for listing studies whose
-    notebook is not written yet); the runner always checks the notebook.
+    notebook is not written yet); the runner always checks the notebook, every parameter and
+    every point's settings. ``allow_any_notebook``: see :func:`resolve_notebook`.
     """
     path = Path(path)
     if not path.is_file():
         raise StudyError(f"{path}: study file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise StudyError(f"{path}: not valid YAML: {exc}") from None
+    data = _read_yaml(path)
 
     def fail(key: str, message: str):
         raise StudyError(f"{path}: key '{key}': {message}")
@@ -296,7 +461,7 @@ def load_study(path: str | Path, *, check_notebook: bool = True) -> Study:
     for key in REQUIRED_KEYS:
         if key not in data:
             fail(key, "missing (required: " + ", ".join(REQUIRED_KEYS) + ")")
-    unknown = sorted(set(data) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    unknown = sorted(set(map(str, data)) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
         fail(
             unknown[0], "unknown key; allowed keys are " + ", ".join(REQUIRED_KEYS + OPTIONAL_KEYS)
@@ -347,16 +512,22 @@ def load_study(path: str | Path, *, check_notebook: bool = True) -> Study:
     if not isinstance(seeds, list) or not seeds:
         fail("seeds", f"expected a non-empty list of integers, got {_describe(seeds)}")
     for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            fail("seeds", f"expected integers, got {_describe(seed)}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            fail("seeds", f"expected integers >= 0 (the engine's seed), got {_describe(seed)}")
     if len(set(seeds)) != len(seeds):
         fail("seeds", f"seeds repeat: {seeds}")
 
     timeout_s = data.get("timeout_s")
     if timeout_s is not None and (
-        isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float)
+        or not math.isfinite(timeout_s)
+        or timeout_s <= 0
     ):
-        fail("timeout_s", f"expected a positive number of seconds, got {_describe(timeout_s)}")
+        fail(
+            "timeout_s",
+            f"expected a positive number of seconds (finite), got {_describe(timeout_s)}",
+        )
 
     # Each parameter is set in one place only.
     point_keys = {k for p in points for k in p}
@@ -372,6 +543,33 @@ def load_study(path: str | Path, *, check_notebook: bool = True) -> Study:
         if SEED_PARAMETER in keys:
             fail(where, f"'{SEED_PARAMETER}' is set by the top-level key 'seeds', not here")
 
+    count = math.prod(len(v) for v in grid.values()) * max(len(points), 1) * len(seeds)
+    if count > MAX_POINTS:
+        sizes = " x ".join(
+            [f"{len(v)} {k}" for k, v in grid.items()]
+            + ([f"{len(points)} points"] if points else [])
+            + [f"{len(seeds)} seeds"]
+        )
+        fail(
+            "grid" if grid else "points",
+            f"the study expands to {count} points ({sizes}), more than the limit of "
+            f"{MAX_POINTS}: split it into several studies",
+        )
+
+    problems = []
+    values = [(f"parameters.{k}", v) for k, v in parameters.items()]
+    values += [(f"grid.{k}[{i}]", v) for k, vs in grid.items() for i, v in enumerate(vs)]
+    values += [(f"points[{i}].{k}", v) for i, p in enumerate(points) for k, v in p.items()]
+    for where, value in values:
+        bad = unpassable(value)
+        if bad is not None:
+            problems.append(
+                f"key '{where}': cannot be passed to a notebook: expected null, true/false, a "
+                f"number, a string, a list or a mapping with string keys, got {_describe(bad)}"
+            )
+    if problems:
+        raise _report(path, problems)
+
     study = Study(
         path=path.resolve(),
         name=name,
@@ -386,20 +584,43 @@ def load_study(path: str | Path, *, check_notebook: bool = True) -> Study:
         timeout_s=float(timeout_s) if timeout_s is not None else None,
     )
     if check_notebook:
-        _check_against_notebook(study)
+        _check_against_notebook(study, allow_any_notebook=allow_any_notebook)
+    else:
+        _check_duplicate_points(study, {})
     return study
 
 
-def _check_against_notebook(study: Study) -> None:
-    """Resolve the notebook and check every study parameter against its parameters cell."""
-    study.notebook = resolve_notebook(study.notebook_name, study.path)
+def _check_duplicate_points(study: Study, declared: dict[str, NotebookParameter]) -> None:
+    """Refuse grid values or ``points`` entries that repeat (``[1, 1]``, ``[0, 0.0]`` for a
+    float): each would run the same computation twice, two workers writing one notebook."""
+    problems = []
+    for key, values in study.grid.items():
+        spec = declared.get(key)
+        problems += _duplicates(
+            [(f"grid.{key}[{i}]", _coerce(v, spec)) for i, v in enumerate(values)]
+        )
+    problems += _duplicates(
+        [
+            (f"points[{i}]", {k: _coerce(v, declared.get(k)) for k, v in p.items()})
+            for i, p in enumerate(study.points)
+        ]
+    )
+    if problems:
+        raise _report(study.path, problems)
+
+
+def _check_against_notebook(study: Study, *, allow_any_notebook: bool = False) -> None:
+    """Resolve the notebook, check every study parameter against its parameters cell, then
+    every point's settings; all problems are reported together."""
+    study.notebook = resolve_notebook(
+        study.notebook_name, study.path, allow_any_notebook=allow_any_notebook
+    )
     declared = notebook_parameters(study.notebook)
     if declared is None:
         raise StudyError(
             f"{study.path}: key 'notebook': {study.notebook} has no cell tagged 'parameters'; "
             "tag the cell that sets the notebook's defaults with 'parameters'"
         )
-    study.notebook_parameters = declared
     if SEED_PARAMETER not in declared:
         raise StudyError(
             f"{study.path}: key 'seeds': notebook {study.notebook.name} declares no "
@@ -411,19 +632,34 @@ def _check_against_notebook(study: Study) -> None:
     values += [(f"grid.{k}", k, v) for k, vs in study.grid.items() for v in vs]
     values += [(f"points[{i}].{k}", k, v) for i, p in enumerate(study.points) for k, v in p.items()]
     known = ", ".join(sorted(declared))
+    problems: list[str] = []
     for where, key, value in values:
         spec = declared.get(key)
         if spec is None:
-            raise StudyError(
-                f"{study.path}: key '{where}': {key!r} is not a parameter of notebook "
+            problem = (
+                f"key '{where}': {key!r} is not a parameter of notebook "
                 f"{study.notebook.name} (its parameters cell declares: {known})"
             )
-        if spec.types is not None and not _type_ok(value, spec.types):
+        elif spec.types is not None and not _type_ok(value, spec.types):
             expected = " or ".join(sorted(t if t != "NoneType" else "None" for t in spec.types))
-            raise StudyError(
-                f"{study.path}: key '{where}': expected {expected} like the notebook's default "
+            problem = (
+                f"key '{where}': expected {expected} like the notebook's default "
                 f"{key} = {spec.source}, got {_describe(value)}"
             )
+        else:
+            continue
+        if problem not in problems:
+            problems.append(problem)
+    if problems:
+        raise _report(study.path, problems)
+    _check_duplicate_points(study, declared)
+    study.notebook_parameters = declared
+
+    from mpimpy.studies.settings import check_settings
+
+    problems = check_settings(study, study.expand())
+    if problems:
+        raise _report(study.path, problems)
 
 
 # --------------------------------------------------------------------------------------------
@@ -462,9 +698,17 @@ def expand_points(study: Study) -> list[Point]:
         for values in itertools.product(*study.grid.values())
     ]
     bundles = study.points or [{}]
+    fixed_sources = {k: f"parameters.{k}" for k in study.parameters}
     result: list[Point] = []
+    seen: dict[str, Point] = {}
     for combo in combos:
-        for bundle in bundles:
+        for b, bundle in enumerate(bundles):
+            sources = {
+                **fixed_sources,
+                **{k: f"grid.{k}" for k in combo},
+                **{k: f"points[{b}].{k}" for k in bundle},
+                SEED_PARAMETER: "seeds",
+            }
             for seed in study.seeds:
                 varying = {**combo, **bundle, SEED_PARAMETER: seed}
                 merged = {**study.parameters, **varying}
@@ -472,16 +716,22 @@ def expand_points(study: Study) -> list[Point]:
                 varying = {k: merged[k] for k in varying}
                 digest = params_hash(study.notebook_name, merged)
                 run_name = ",".join(f"{k}={_short(v)}" for k, v in varying.items())
-                result.append(
-                    Point(
-                        index=len(result),
-                        point_id=f"{_slug(run_name)}-{digest[:8]}",
-                        run_name=run_name,
-                        parameters=merged,
-                        varying=varying,
-                        params_hash=digest,
+                if digest in seen:  # load_study refuses repeated values; a Study made by hand
+                    raise StudyError(
+                        f"{study.path}: points {seen[digest].run_name} and {run_name} are the "
+                        "same computation: each would run twice"
                     )
+                point = Point(
+                    index=len(result),
+                    point_id=f"{_slug(run_name)}-{digest[:8]}",
+                    run_name=run_name,
+                    parameters=merged,
+                    varying=varying,
+                    params_hash=digest,
+                    sources=sources,
                 )
+                seen[digest] = point
+                result.append(point)
     return result
 
 
@@ -491,9 +741,12 @@ __all__ = [
     "SEED_PARAMETER",
     "Study",
     "StudyError",
+    "MAX_POINTS",
     "expand_points",
     "load_study",
     "notebook_parameters",
+    "notebook_roots",
     "params_hash",
+    "read_notebook",
     "resolve_notebook",
 ]
