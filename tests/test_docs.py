@@ -4,7 +4,8 @@
   with a temporary MLflow store.
 * ``yaml`` blocks are study files: validated against their notebook, then run through the real
   runner shrunk to one point (first value of each grid key, first ``points`` entry, first seed,
-  small ``m``/``k``/``n``), into an experiment of their own, never a shipped study's.
+  small ``m``/``k``/``n``), into an experiment of their own, never a shipped study's; or
+  technology files (``preset:`` and :class:`mpimpy.cost.Technology` fields), validated.
 * ``shell``/``bash`` blocks are checked, not run (``make run`` alone takes minutes): each
   ``make`` target exists, each ``mpimpy`` command line parses with the CLI's own parser and the
   study files it names exist, each notebook handed to papermill exists and declares the
@@ -81,7 +82,14 @@ def test_yaml_block_is_a_study_that_runs(code, store, tmp_path):
     from mpimpy.studies import load_study, run_study
 
     data = yaml.safe_load(code)
-    assert isinstance(data, dict) and {"name", "notebook"} <= set(data), "not a study file"
+    assert isinstance(data, dict), "not a mapping"
+    if "preset" in data:  # a technology file
+        from mpimpy import cost
+
+        technology = cost.Technology.from_dict(data)
+        assert all(getattr(technology, k) == v for k, v in data.items() if k != "preset")
+        return
+    assert {"name", "notebook"} <= set(data), "not a study file"
     path = tmp_path / f"{data['name']}.yaml"
     path.write_text(code)
     study = load_study(path)  # validated against the notebook, as `mpimpy study validate` does
