@@ -525,8 +525,13 @@ def test_dnn_robustness_study_then_its_comparison(store, store_uri, tmp_path, mo
     assert sorted(tidy["var"]) == [0.0, 0.3]
     assert tidy["accuracy"].between(0, 1).all() and (tidy["seed"] == 1).all()
     assert {"snr_dB.layer_1", "snr_dB.layer_3", "software_accuracy"} <= set(tidy.columns)
+    # what each inference cost, from the same forward pass
+    assert (tidy["energy_per_inference_J"] > 0).all() and (tidy["energy_J"] > 0).all()
+    assert {"energy_adc_J", "latency_per_inference_s", "area_mm2"} <= set(tidy.columns)
     run_id = compare.load_runs("dnn-small")["run_id"].iloc[0]
-    assert artifact_paths(store, run_id, "plots") == {"plots/confusion_matrix.png"}
+    assert artifact_paths(store, run_id, "plots") == {"plots/confusion_matrix.png",
+                                                      "plots/cost_breakdown.png"}
+    assert "cost/layers.csv" in artifact_paths(store, run_id, "cost")
 
     nb = execute("compare_dnn_robustness", {"experiment": "dnn-small"}, tmp_path, store_uri)
     summaries = compare.summary_runs("dnn-small")
