@@ -70,3 +70,15 @@ def global_drift_gain(now: torch.Tensor, baseline: torch.Tensor, arrays: Program
     owner = array_of_columns(arrays)
     tk, n_a, _ = gain.shape
     return gain.index_select(2, owner).reshape(tk, n_a * len(owner))
+
+
+def calibration_cost(arrays: ProgrammedArrays) -> dict[str, int]:
+    """What one calibration of ``drift_compensation="global"`` costs for ``arrays``: the
+    one-hot reads (``rows`` per physical array; a G+/G- pair is read together), the ADC
+    conversions they take (every read converts the array's read columns) and the baseline
+    values kept (one per cell read)."""
+    n_a, tk, tn, rows, _ = arrays.positive.shape
+    arrays_read = n_a * tk * tn
+    converted = n_a * tk * len(arrays.columns)  # columns read, over all arrays
+    return {"array_reads": arrays_read * rows, "conversions": converted * rows,
+            "baseline_values": converted * rows}
