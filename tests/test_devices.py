@@ -28,11 +28,12 @@ TIMES = [0.0, 1.0, 3600.0, 86400.0, YEAR, 10 * YEAR]
 WAN = dict(LGS=1e-6, HGS=4e-5, g_level=16)  # the example table's hardware
 
 
-def operands(engine, m=32, k=128, n=48, widths=(1, 1, 2, 4), seed=0, tile=(64, 64)):
+def operands(engine, m=32, k=128, n=48, widths=(1, 1, 2, 4), seed=0, tile=(64, 64),
+             x_widths=None):
     g = torch.Generator().manual_seed(seed)
     x_data = torch.randn(m, k, generator=g, dtype=torch.float64)
     w_data = torch.randn(k, n, generator=g, dtype=torch.float64)
-    x = SlicedData(list(widths), paral_size=tile)
+    x = SlicedData(list(x_widths or widths), paral_size=tile)
     mat = SlicedData(list(widths), paral_size=tile, is_weight=True)
     x.slice_data_imp(engine, x_data, transpose=True)
     mat.slice_data_imp(engine, w_data)
@@ -537,3 +538,20 @@ def test_drifted_arrays_with_wires_and_their_energy():
     assert float(line_ratio.min()) <= ratio <= float(line_ratio.max()) and ratio < 0.8
     assert read_power(torch.ones(*drive1.shape, 1, 1, dtype=torch.float64), drive1,
                       torch.ones(1, dtype=torch.float64)) == pytest.approx(float(drive1.sum()))
+
+
+@pytest.mark.parametrize("mapping", ["offset", "diffpair", "bias"])
+def test_noise_free_device_models_compute_the_exact_quantized_product(mapping, tmp_path):
+    """Every model without its noise, read when nothing has drifted, is the ideal crossbar."""
+    exact_table = write_table(tmp_path / "exact.csv", [
+        f"{level},{(1 + 2 * level) * 1e-7:.6e},0" for level in range(16)], "level,mean_S,sd_S")
+    models = [({"name": "pcm", "prog_noise_scale": 0.0, "read_noise_scale": 0.0}, {}, [0.0]),
+              ({"name": "rram", "prog_sigma": 0.0, "relax_sigma": 0.0}, {}, [0.0, YEAR]),
+              (Measured(exact_table), dict(LGS=1e-7, HGS=3.1e-6), [0.0, YEAR])]
+    for model, hardware, times in models:
+        engine = DPETensor(device_model=model, mapping=mapping, seed=0, **hardware, **NOISE_FREE)
+        x, mat = operands(engine, widths=(2, 2, 2, 2) if mapping == "bias" else (1, 1, 2, 4),
+                          x_widths=(1, 1, 2, 4))
+        exact = x.quantized_data @ mat.quantized_data
+        for t in times:
+            torch.testing.assert_close(engine.at_time(t)(x, mat), exact, rtol=1e-9, atol=1e-9)
