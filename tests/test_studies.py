@@ -348,7 +348,8 @@ def test_simulator_notebook_logs_into_the_runners_run(store, tmp_path):
         )
         assert tags["study"] == "simulate" and tags["point_id"].startswith(f"fmt={params['fmt']}")
         plots = {a.path for a in store.list_artifacts(run.info.run_id, "plots")}
-        assert plots == {"plots/measured_vs_expected.png", "plots/error_histogram.png"}
+        assert plots == {"plots/measured_vs_expected.png", "plots/error_histogram.png",
+                         "plots/cost_breakdown.png"}  # the cost figure of tracking.log_cost
         assert [a.path for a in store.list_artifacts(run.info.run_id, "notebook")]
 
 

@@ -174,9 +174,10 @@ class PCM(DeviceModel):
     seconds after programming, and ``T = t + t0``:
 
     * programming noise: ``G_prog = g_T + prog_noise_scale * sigma_prog * N(0, 1)`` with
-      ``sigma_prog = (c0 + c1 r + c2 r^2) * g_max / g_ref`` microsiemens-per-microsiemens
-      (``r = g_T / g_max``; ``prog_coeff = (c0, c1, c2)`` in uS for ``g_max = g_ref`` =
-      ``prog_coeff_g_max_reference`` uS: 1.05 % of g_max at r = 0, 4.2 % at r = 1);
+      ``sigma_prog = (c0 + c1 r + c2 r^2) * g_max / g_ref`` and ``r = g_T / g_max``: the
+      polynomial ``prog_coeff = (c0, c1, c2)`` gives uS for ``g_max = g_ref`` =
+      ``prog_coeff_g_max_reference`` uS and scales with ``g_max`` (1.05 % of g_max at r = 0,
+      4.2 % at r = 1);
     * drift exponent, one per cell, drawn at programming: ``nu = drift_scale *
       |mu_nu + sigma_nu N(0, 1)|`` (a folded normal) with ``mu_nu = clamp(-0.0155 ln r +
       0.0244, 0.049, 0.1)`` and ``sigma_nu = clamp(-0.0125 ln r - 0.0059, 0.008, 0.045)``
