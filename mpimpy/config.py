@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -31,6 +31,10 @@ def resolve_device(device) -> torch.device:
 ADC_RANGE_MODES = ("full", "calibrated", "calibrated-symmetric")
 #: How inputs are cut into slices and driven (see ``input_encoding``).
 INPUT_ENCODINGS = ("twos_complement", "sign_magnitude", "offset_binary")
+#: How the outputs of drifted arrays are corrected (see ``drift_compensation``).
+DRIFT_COMPENSATIONS = ("none", "global")
+#: ``var`` when it is not given: the lognormal model's 5 %; other device models have their own.
+DEFAULT_VAR = 0.05
 #: How a slice value becomes a conductance level or a DAC code (see ``level_mapping``).
 LEVEL_MAPPINGS = ("integer", "spread")
 
@@ -70,6 +74,14 @@ def _check_int(name, value, low):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     if value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def validate_time(t, name: str = "t_inference") -> float:
+    """A time after programming in seconds: a finite real number >= 0, as a float."""
+    if isinstance(t, torch.Tensor) and t.numel() == 1:
+        t = t.item()
+    _check_real(f"{name} (seconds after programming)", t, low=0.0)
+    return float(t)
 
 
 def parse_wire_resistance(r) -> tuple[float, float]:
@@ -123,11 +135,35 @@ class CrossbarConfig:
             The DAC likewise with ``rdac`` codes (a DAC of fewer than ``2**w`` codes rounds
             either way).
 
+    Devices
+        device_model : str, dict or :class:`~mpimpy.devices.models.DeviceModel`
+            What programming writes and what a read sees ``t`` seconds later
+            (:mod:`mpimpy.devices.models`): ``"lognormal"`` (default: the variation ``var``,
+            nothing changes with time), ``"pcm"`` (aihwkit's PCM model: programming noise,
+            drift, 1/f read noise), ``"rram"`` (relaxation growing with log t) or
+            ``"measured"`` (a per-level CSV table); a dict ``{"name": ..., **parameters}`` or a
+            model object sets its parameters. Checked against the other settings (a measured
+            table must have ``g_level`` levels from LGS to HGS).
+        drift_compensation : "none" or "global"
+            ``"global"``: every array's digital output is multiplied by one gain, calibrated as
+            aihwkit's global drift compensation: right after programming and again at the time
+            read, the array is read with a known input (each word line alone at full scale, as
+            aihwkit's one-hot read-out), and the gain is the ratio of the two read-outs' mean
+            absolute outputs. It undoes the mean drift of each array, not the spread between
+            cells, nor offsets (the fixed LGS reference of drifting LGS cells). Cost: each
+            calibration is ``rows`` extra reads of every array, ``rows`` times its columns
+            conversions, and one multiplication per converted output; the calibration reads
+            are taken as exact (no read noise, no ADC rounding) and are not counted in
+            :attr:`mpimpy.DPETensor.last_schedule`. No effect for models that do not change
+            with time. Default ``"none"``.
+
     Non-idealities
-        var : float
-            Device-to-device programming variation: every programmed conductance is multiplied
-            by ``exp(N(0, var))`` once, at programming time (lognormal; var=0.05 is about 5 %).
-            Range [0, inf).
+        var : float or None
+            Device-to-device programming variation of the ``lognormal`` model: every
+            programmed conductance is multiplied by ``exp(N(0, var))`` once, at programming
+            time (var=0.05 is about 5 %). Range [0, inf). ``None`` (default): 0.05 for
+            ``lognormal``, 0 for the other models, which have their own programming noise
+            (giving them a ``var > 0`` is an error).
         read_noise : float
             Cycle-to-cycle read noise: relative standard deviation of each cell's conductance on
             every read (each input vector is a new read). Range [0, inf).
@@ -138,7 +174,8 @@ class CrossbarConfig:
         stuck_fault_ratio : float
             Fraction of weight cells stuck at one state, drawn at programming time. Range [0, 1].
         stuck_fault_value : int
-            The state stuck cells hold: 0 for LGS, 1 for HGS.
+            The state stuck cells hold: 0 for LGS, 1 for HGS, at every time (stuck cells do not
+            drift).
 
     Peripherals
         rdac : int or None
@@ -208,7 +245,7 @@ class CrossbarConfig:
     LGS: float = 1e-7
     g_level: int = 16
     level_mapping: str = "integer"
-    var: float = 0.05
+    var: float | None = None
     read_noise: float = 0.0
     vnoise: float = 0.0
     stuck_fault_ratio: float = 0.0
@@ -221,8 +258,24 @@ class CrossbarConfig:
     input_encoding: str = "twos_complement"
     unit_column: bool = False
     wire_resistance: float | tuple[float, float] = 0.0
+    device_model: object = "lognormal"
+    drift_compensation: str = "none"
 
     def __post_init__(self):
+        from .devices.models import resolve_device_model  # the devices package imports config
+
+        model = resolve_device_model(self.device_model)
+        object.__setattr__(self, "device_model", model)
+        if self.var is None:
+            object.__setattr__(self, "var", DEFAULT_VAR if model.name == "lognormal" else 0.0)
+        elif model.name != "lognormal" and not isinstance(self.var, bool) \
+                and isinstance(self.var, numbers.Real) and self.var != 0:
+            raise ValueError(f"var={self.var!r} is the lognormal model's variation; the "
+                             f"{model.name} model draws its own programming noise: leave var "
+                             f"unset (or 0), or use device_model='lognormal'")
+        if self.drift_compensation not in DRIFT_COMPENSATIONS:
+            raise ValueError(f"drift_compensation must be one of {DRIFT_COMPENSATIONS}, got "
+                             f"{self.drift_compensation!r}")
         _check_real("LGS", self.LGS, low=0.0, low_open=True)
         _check_real("HGS", self.HGS, low=0.0, low_open=True)
         if self.HGS <= self.LGS:
@@ -265,6 +318,7 @@ class CrossbarConfig:
         r_row, r_col = parse_wire_resistance(self.wire_resistance)
         # one number, or a pair when the word and bit lines differ
         object.__setattr__(self, "wire_resistance", r_row if r_row == r_col else (r_row, r_col))
+        model.check(self)
 
     @property
     def bipolar_adc(self) -> bool:
@@ -283,8 +337,10 @@ class CrossbarConfig:
         return (self.HGS - self.LGS) / (self.g_level - 1)
 
     def as_dict(self) -> dict:
-        """All settings as a flat dict (for logging)."""
-        return asdict(self)
+        """All settings as a flat dict (for logging; ``CrossbarConfig(**as_dict())`` rebuilds
+        it). ``device_model`` is the model object, whose ``str`` is its name (and changed
+        parameters); :meth:`~mpimpy.devices.models.DeviceModel.log_params` flattens it."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -312,4 +368,5 @@ class TileShape:
 
 
 __all__ = ["CrossbarConfig", "TileShape", "MAPPINGS", "WEIGHT_ENCODINGS", "ADC_RANGE_MODES",
-           "INPUT_ENCODINGS", "LEVEL_MAPPINGS", "level_scale"]
+            "INPUT_ENCODINGS", "DRIFT_COMPENSATIONS", "LEVEL_MAPPINGS", "level_scale",
+           "validate_time"]

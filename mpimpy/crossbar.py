@@ -418,8 +418,9 @@ def read_matrix(arrays: ProgrammedArrays, cfg: CrossbarConfig,
                 dtype: torch.dtype = torch.float64, admittance: bool = False):
     """The matrix each read multiplies the DAC codes by, in conductance levels, in ``dtype``.
 
-    Offset mapping: ``(G - LGS) / level_step``; the offset is removed by subtracting the current
-    of a reference column of LGS cells. Differential pair: ``(G+ - G-) / level_step``. Bias
+    Offset mapping: ``(G - G_ref) / level_step``; the offset is removed by subtracting the
+    current of a reference column of LGS cells (``arrays.reference``, or exactly LGS when that
+    is ``None``). Differential pair: ``(G+ - G-) / level_step``. Bias
     mapping: ``G / level_step`` (no reference column: the LGS offset goes with the bias, which
     is removed after the shift-add). Shape ``(Tk, rows, n_arrays * len(arrays.columns))``: the
     padding columns of the last column of arrays are left out (they are still part of each
@@ -442,20 +443,21 @@ def read_matrix(arrays: ProgrammedArrays, cfg: CrossbarConfig,
     physical = [arrays.positive] if arrays.negative is None else [arrays.positive,
                                                                   arrays.negative]
     drives = []
+    reference = arrays.reference if arrays.reference is not None else \
+        torch.full_like(arrays.positive[..., :1], cfg.LGS)
     if parse_wire_resistance(r) == (0.0, 0.0):
         # float64 before the cast, so noise-free levels stay exact integers in float32
-        transfer = physical[0] - (cfg.LGS if arrays.reference_column else 0.0)
+        transfer = physical[0] - ((cfg.LGS if arrays.reference is None else reference)
+                                  if arrays.reference_column else 0.0)
         if arrays.negative is not None:
             transfer = transfer - arrays.negative
         if admittance:  # each word line drives its cells (and the reference cell) directly
             drives = [g.sum(dim=(0, 2, 4)) for g in physical]  # (Tk, rows)
             if arrays.reference_column:
-                n_a, _, tn = arrays.positive.shape[:3]
-                drives.append(torch.full_like(drives[0], n_a * tn * cfg.LGS))
+                drives.append(reference.sum(dim=(0, 2, 4)))
     else:
         if arrays.reference_column:  # one more bit line at the far end of every word line
-            physical[0] = torch.cat([arrays.positive,
-                                     torch.full_like(arrays.positive[..., :1], cfg.LGS)], -1)
+            physical[0] = torch.cat([arrays.positive, reference], -1)
         solved = [transfer_matrix(g, r, compute_dtype=dtype, return_admittance=True)
                   if admittance else (transfer_matrix(g, r, compute_dtype=dtype), None)
                   for g in physical]

@@ -5,11 +5,14 @@ Follow one product through :meth:`DPETensor.MapReduceDot`:
 1. **quantize and slice** (:mod:`mpimpy.slicing`): both operands are quantized in blocks
    (``SlicedData.slice_data_imp``) and cut into bit slices here;
 2. **tile** (:mod:`mpimpy.tiling`): K is split into array row-blocks of ``rows`` word lines;
-3. **program** (:mod:`mpimpy.devices`): weight slices become conductances, once per weight;
+3. **program** (:mod:`mpimpy.devices`): weight slices become conductances, once per weight
+   (the device model's programming noise); a read at ``t_inference`` seconds after
+   programming sees the device model's conductances at that time (drift, relaxation);
 4. **drive** (:mod:`mpimpy.peripherals`): input slices become DAC codes (word-line voltages);
 5. **read** (:mod:`mpimpy.crossbar`): every input slice meets every weight slice on every array,
    ``I = V @ (G - G_ref)``, with read noise;
-6. **convert** (:mod:`mpimpy.peripherals`): each column current goes through the ADC;
+6. **convert** (:mod:`mpimpy.peripherals`): each column current goes through the ADC (then,
+   with ``drift_compensation="global"``, each array's output is scaled by its drift gain);
 7. **shift-add and rescale**: slice pairs are weighted by powers of two (sign slices negative),
    the bias of offset-binary weights is removed (``mapping="bias"``), row-blocks are summed
    with their block scales.
@@ -40,10 +43,11 @@ import itertools
 
 import torch
 
-from .config import CrossbarConfig, level_scale, resolve_device
+from .config import CrossbarConfig, level_scale, resolve_device, validate_time
 from .cost import Schedule, converter_bits, resolve_technology
 from .crossbar import read_currents, read_matrix, read_noise_matrix, read_power
-from .devices import ProgrammedArrays, check_widths, program
+from .devices import ProgrammedArrays, check_widths, program, read_at
+from .devices.compensation import global_drift_gain
 from .peripherals import adc_step, convert, dac_full_scale, dac_scale, drive, read_slices
 from .slicing import SlicedData, bit_slices, check_sign_slice, encoding_bias, slice_weights
 from .tiling import check_block_alignment
@@ -57,14 +61,17 @@ class DPETensor:
     ``DPETensor(...)(x, mat)`` computes the simulated ``x.data @ mat.data`` for two
     :class:`~mpimpy.slicing.SlicedData` operands. The right operand is programmed into arrays the
     first time this engine uses it and keeps its conductances (variation and faults included)
-    until :meth:`program` is called again or it is sliced anew.
+    until :meth:`program` is called again or it is sliced anew. Reads see them
+    ``t_inference`` seconds after programming (:meth:`at_time`); changing the time never
+    programs again.
 
     Args:
         HGS, LGS, g_level, var, vnoise, wire_resistance, rdac, radc, vread, stuck_fault_ratio,
         stuck_fault_value, read_noise, mapping, adc_range, unit_column, level_mapping,
-        input_encoding: hardware
-            settings, documented with their units and ranges in
-            :class:`~mpimpy.config.CrossbarConfig`.
+        input_encoding, device_model, drift_compensation: hardware settings, documented with
+            their units and ranges in :class:`~mpimpy.config.CrossbarConfig`.
+        t_inference: seconds after programming at which the arrays are read (finite, >= 0;
+            default 0), see :meth:`at_time`.
         seed: an int, a ``torch.Generator`` on the engine's device, or ``None`` to draw a seed
             from torch's global generator (so ``torch.manual_seed`` makes runs repeatable). The
             same seed and the same sequence of calls give bit-identical results.
@@ -80,20 +87,23 @@ class DPETensor:
             :class:`~mpimpy.cost.CostReport`). ``None`` (default): no estimate.
     """
 
-    def __init__(self, HGS=1e-5, LGS=1e-7, g_level=16, var=0.05, vnoise=0.0,
+    def __init__(self, HGS=1e-5, LGS=1e-7, g_level=16, var=None, vnoise=0.0,
                  wire_resistance=0.0, rdac=2**4, radc=2**8, vread=0.1, stuck_fault_ratio=0.0,
                  stuck_fault_value=0, read_noise=0.0, mapping="offset", adc_range="full",
                  seed=None, device=None, chunk_elements=2**22, calibration_elements=2**27,
                  unit_column=False, level_mapping="integer", input_encoding="twos_complement",
-                 technology=None):
+                 technology=None, device_model="lognormal", drift_compensation="none",
+                 t_inference=0.0):
         self.config = CrossbarConfig(
             HGS=HGS, LGS=LGS, g_level=g_level, level_mapping=level_mapping, var=var,
             read_noise=read_noise, vnoise=vnoise,
             stuck_fault_ratio=stuck_fault_ratio, stuck_fault_value=stuck_fault_value, rdac=rdac,
             radc=radc, adc_range=adc_range, vread=vread, mapping=mapping,
             input_encoding=input_encoding, unit_column=unit_column,
-            wire_resistance=wire_resistance,
+            wire_resistance=wire_resistance, device_model=device_model,
+            drift_compensation=drift_compensation,
         )
+        self.t_inference = validate_time(t_inference)
         self.technology = None if technology is None else resolve_technology(technology)
         self.last_schedule: Schedule | None = None
         self.last_cost = None
@@ -133,7 +143,20 @@ class DPETensor:
     def __repr__(self):
         fields = ", ".join(f"{k}={v!r}" for k, v in self.config.as_dict().items())
         tech = "" if self.technology is None else f", technology={self.technology.name!r}"
-        return f"DPETensor({fields}, seed={self.seed}, device='{self.device}'{tech})"
+        return (f"DPETensor({fields}, t_inference={self.t_inference!r}, seed={self.seed}, "
+                f"device='{self.device}'{tech})")
+
+    def at_time(self, t: float) -> DPETensor:
+        """Read the programmed arrays ``t`` seconds after their programming from now on.
+
+        ``t`` is finite and >= 0 (validated here). Nothing is programmed again: the
+        conductances that programming drew are kept, and the device model computes what a read
+        sees at ``t`` (for ``lognormal``, the same conductances at every time). The same
+        programming read at the same time gives bit-identical results. Returns the engine, so
+        ``engine.at_time(3600)(x, mat)`` reads one hour after programming.
+        """
+        self.t_inference = validate_time(t)
+        return self
 
     def check_weight_widths(self, widths, name="slice_method"):
         """Weight slices must fit the devices' levels; two's complement and sign-magnitude
@@ -172,14 +195,34 @@ class DPETensor:
             self.program(mat)
         return mat._programmed[1]
 
-    def _read_matrices(self, mat: SlicedData, dtype, drive_admittance: bool = False):
-        """Read matrix and read-noise matrix of ``mat``'s arrays in ``dtype``, cached until the
-        weights are programmed again (with wires, computing them solves every array's
-        circuit, in ``dtype``). With ``drive_admittance`` also what the word lines drive (see
-        :func:`mpimpy.crossbar.read_matrix`), from the same circuit solution."""
-        arrays = self.programmed(mat)
+    def _read_cache(self, mat: SlicedData) -> dict:
+        """What is computed from ``mat``'s conductances at the read time: kept until the
+        weights are programmed again or the time changes (for a device model that does not
+        change with time, for good)."""
+        self.programmed(mat)
         cache = mat._programmed[2]
+        t = self.t_inference if self.config.device_model.time_dependent else 0.0
+        if cache.get("t") != t:
+            cache["t"], cache["at_t"] = t, {}
+        return cache["at_t"]
+
+    def read_arrays(self, mat: SlicedData) -> ProgrammedArrays:
+        """``mat``'s arrays as a read at ``t_inference`` sees them (programming ``mat`` first if
+        this engine has not yet): :func:`mpimpy.devices.read_at`."""
+        cache = self._read_cache(mat)
+        if "arrays" not in cache:
+            cache["arrays"] = read_at(self.programmed(mat), self.config, self.t_inference)
+        return cache["arrays"]
+
+    def _read_matrices(self, mat: SlicedData, dtype, drive_admittance: bool = False):
+        """Read matrix and read-noise matrix of ``mat``'s arrays at the read time in ``dtype``,
+        cached until the weights are programmed again or the time changes (with wires,
+        computing them solves every array's circuit, in ``dtype``). With ``drive_admittance``
+        also what the word lines drive (see :func:`mpimpy.crossbar.read_matrix`), from the same
+        circuit solution, so the array energy follows the conductances at the read time."""
+        cache = self._read_cache(mat)
         if dtype not in cache or (drive_admittance and "drive" not in cache):
+            arrays = self.read_arrays(mat)
             noise = read_noise_matrix(arrays, self.config) if self.config.read_noise > 0 else None
             if drive_admittance:
                 matrix, cache["drive"] = read_matrix(arrays, self.config, dtype, admittance=True)
@@ -187,6 +230,24 @@ class DPETensor:
                 matrix = read_matrix(arrays, self.config, dtype)
             cache[dtype] = (matrix, None if noise is None else noise.to(dtype))
         return cache[dtype] + ((cache["drive"],) if drive_admittance else ())
+
+    def _drift_gain(self, mat: SlicedData, dtype) -> torch.Tensor | None:
+        """The digital gain of every converted column, ``(Tk, n_a * C)`` in ``dtype``, of
+        ``drift_compensation="global"`` (:func:`mpimpy.devices.compensation.global_drift_gain`
+        of the read matrices at the read time and right after programming), or ``None``
+        (no compensation, or a device model that does not change with time)."""
+        if self.config.drift_compensation == "none" or \
+                not self.config.device_model.time_dependent:
+            return None
+        cache = self._read_cache(mat)
+        if ("gain", dtype) not in cache:
+            programmed = mat._programmed[2]
+            if "baseline" not in programmed:  # the read-out right after programming
+                programmed["baseline"] = read_matrix(self.programmed(mat), self.config)
+            now, _ = self._read_matrices(mat, dtype)
+            cache["gain", dtype] = global_drift_gain(now, programmed["baseline"],
+                                                     self.programmed(mat)).to(dtype)
+        return cache["gain", dtype]
 
     def _bias_level_offset(self, mat: SlicedData, w_weight: torch.Tensor) -> float:
         """What an offset-binary (``mapping="bias"``) read holds beyond the weights, per unit of
@@ -213,7 +274,8 @@ class DPETensor:
         """The weights ``mat``'s programmed conductances hold, in the units of ``mat.data``.
 
         This is the matrix an ideal read multiplies by (exact DACs and ADCs, no read noise):
-        ``mat.quantized_data`` changed by programming variation, stuck-at faults and, with wire
+        ``mat.quantized_data`` changed by programming variation, stuck-at faults, the device
+        model's drift at ``t_inference`` (and the drift compensation's gains) and, with wire
         resistance, IR drop. Noise-free, it equals ``mat.quantized_data``. Programs ``mat``
         first if this engine has not yet.
 
@@ -222,10 +284,13 @@ class DPETensor:
         """
         self._check_weights(mat)
         arrays = self.programmed(mat)
-        cache = mat._programmed[2]
+        cache = self._read_cache(mat)
         if ("effective", dtype) not in cache:  # kept, like the read matrices, until reprogrammed
             _, scale_w, _ = mat.role_matrix("weight", mat.paral_size.rows)  # (Tk, N)
             matrix, _ = self._read_matrices(mat, dtype)  # (Tk, rows, n_a * columns), levels
+            gain = self._drift_gain(mat, dtype)
+            if gain is not None:
+                matrix = matrix * gain.unsqueeze(1)
             w_weight = self._array_weights(mat, arrays)
             tk, rows, _ = matrix.shape
             n = scale_w.shape[1]
@@ -283,6 +348,7 @@ class DPETensor:
             self.technology is not None and self.technology.array_energy_per_cell is None)
         matrix, noise_matrix, *drive_admittance = self._read_matrices(
             mat, dtype, drive_admittance=measure_power)
+        gain = self._drift_gain(mat, dtype)  # (Tk, n_a * C) or None
         # stage 4: drive the inputs through the DACs, row-block by row-block. Offset-binary
         # weights (mapping="bias") read their bias on every input: without unit columns it is
         # removed digitally, from the noise-free DAC codes summed per row-block.
@@ -332,6 +398,8 @@ class DPETensor:
             # read each array once instead of once per slice pair.
             codes = (codes * x_weight.to(codes)).sum(-1, keepdim=True)
             tk, rows, _ = matrix.shape
+            if gain is not None:  # a digital gain per column commutes with the linear read
+                matrix, gain = matrix * gain[:, None, :], None
             matrix = (matrix.view(tk, rows, len(w_weight), -1)
                       * w_weight.to(matrix).view(1, 1, -1, 1)).sum(2)
             x_weight, w_weight = torch.ones(1, dtype=torch.float64), torch.ones(
@@ -339,7 +407,7 @@ class DPETensor:
 
         y = self._read_convert_accumulate(codes, matrix, noise_matrix, x_weight, w_weight,
                                           full_scale, scale_x.to(dtype), scale_w.to(dtype),
-                                          arrays, bias_per_vector, bias_per_column)
+                                          arrays, bias_per_vector, bias_per_column, gain)
         if self.technology is not None:
             from .cost import report
 
@@ -358,7 +426,7 @@ class DPETensor:
 
     def _read_convert_accumulate(self, codes, matrix, noise_matrix, x_weight, w_weight,
                                  full_scale, scale_x, scale_w, arrays, bias_per_vector,
-                                 bias_per_column):
+                                 bias_per_column, gain=None):
         """Stages 5-7 over chunks of input vectors and row-blocks.
 
         Args:
@@ -372,6 +440,8 @@ class DPETensor:
             arrays: the programmed arrays (their unit columns, if any).
             bias_per_vector, bias_per_column: ``(Tk, M)`` and ``(Tk, N)`` biases of
                 offset-binary weights and inputs to subtract, or ``None``.
+            gain: ``(Tk, n_a * C)`` drift-compensation gain of every converted column, applied
+                after the ADC, or ``None``.
 
         Returns:
             ``(M, N)`` in the codes' dtype.
@@ -457,7 +527,10 @@ class DPETensor:
                 # shift-add of each column (Tk, C)
                 array_range = tuple(v.index_select(-1, block_of).unsqueeze(1).to(codes)
                                     for v in (low, step))
-                range_offset = torch.einsum("tsac,sa->tc", array_range[0][:, 0],
+                lows = array_range[0][:, 0]  # (Tk, n_x, n_a, C)
+                if gain is not None:  # the drift gain scales what the ADC read, offset included
+                    lows = lows * gain.view(tk, 1, n_a, n_cols)
+                range_offset = torch.einsum("tsac,sa->tc", lows,
                                             pair_weight.view(n_x, n_a).to(codes))
             else:
                 # zero current stays at code 0: [0, max], or +-max|I| for a bipolar ADC
@@ -480,6 +553,8 @@ class DPETensor:
                 if calibrated:
                     currents.div_(pair_step)
                 convert(currents, cfg.radc, bipolar)
+            if gain is not None:  # digital, after the ADC
+                currents.mul_(gain[ts].view(t, 1, 1, n_a, n_cols))
             # shift-add: one weighted sum over the slice pairs of every output
             partial = torch.matmul(pair_weight, currents.view(t * mc, n_x * n_a, n_cols))
             partial = partial.view(t, mc, n_cols)

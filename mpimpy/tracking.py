@@ -482,12 +482,19 @@ def simulation_params(engine, x, mat) -> dict[str, Any]:
     ``engine`` is a :class:`mpimpy.DPETensor`, ``x`` and ``mat`` the :class:`mpimpy.SlicedData`
     input and weights: ``x_slice``, ``x_bw_e``, ``x_quant_gran``, ``x_shape`` and the same
     ``w_*`` for the weights; the array size is the weights' ``paral_size`` (``array_rows`` x
-    ``array_cols``).
+    ``array_cols``); the device model is ``device_model`` (its name) with its parameters as
+    ``device_model.<parameter>``, and the read time ``t_inference`` (seconds after
+    programming).
     """
     params: dict[str, Any] = {}
     config = getattr(engine, "config", None)
     if config is not None and hasattr(config, "as_dict"):
         params.update(config.as_dict())
+    model = getattr(config, "device_model", None)
+    if hasattr(model, "log_params"):  # its name and every parameter, device_model.<name>
+        params.update(model.log_params())
+    if hasattr(engine, "t_inference"):
+        params["t_inference"] = engine.t_inference
     params["engine_seed"] = getattr(engine, "seed", None)
     params["device"] = str(getattr(engine, "device", "cpu"))
     params.update(_sliced_params("x", x))

@@ -13,7 +13,8 @@
 
 * :class:`MemLinear`, :class:`MemConv2d`: drop-in ``nn.Linear`` / ``nn.Conv2d`` whose products
   run on the engine (weights programmed once, inputs sliced per pass, bias digital).
-* :func:`convert` / :func:`to_digital`: whole models, both ways; :func:`program` re-programs.
+* :func:`convert` / :func:`to_digital`: whole models, both ways; :func:`program` re-programs;
+  :func:`set_time` reads the programmed model a time after programming (device drift).
 * :func:`cost_report`: energy, latency and area of every layer and per inference
   (:mod:`mpimpy.cost`).
 * Training: train a converted model as usual for noise-aware training (new variation each
@@ -23,7 +24,15 @@
 """
 
 from .analysis import NetworkCost, cost_report, layer_snr
-from .convert import CONVERTIBLE, convert, convertible_layers, mem_layers, program, to_digital
+from .convert import (
+    CONVERTIBLE,
+    convert,
+    convertible_layers,
+    mem_layers,
+    program,
+    set_time,
+    to_digital,
+)
 from .layers import MEM_LAYERS, MemConv2d, MemLayerMixin, MemLinear, MemMatmul
 from .models import MLP, SmallCNN, build_model
 from .training import accuracy, accuracy_over_programs, confusion_matrix, predict, pretrained, train
@@ -50,6 +59,7 @@ __all__ = [
     "predict",
     "pretrained",
     "program",
+    "set_time",
     "to_digital",
     "train",
 ]

@@ -123,3 +123,23 @@ def program(model: nn.Module, seed: int | None = None) -> None:
     seeds = torch.Generator().manual_seed(seed) if seed is not None else None
     for _, layer in mem_layers(model):
         layer.program(int(torch.randint(0, 2**62, (1,), generator=seeds).item()))
+
+
+def set_time(model: nn.Module, t: float) -> nn.Module:
+    """Read every memristive layer of ``model`` ``t`` seconds after its programming.
+
+    Sets the read time of the engines the layers use (:meth:`mpimpy.DPETensor.at_time`; the
+    layers of a converted model share one engine). Nothing is programmed again: the
+    conductances drawn at programming are kept and the engine's device model ages them to
+    ``t``. ``t`` is finite and >= 0. Returns ``model``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    layers = mem_layers(model)
+    if not layers:
+        raise ValueError("the model has no memristive layers: convert it first "
+                         "(mpimpy.nn.convert)")
+    engines = {id(layer.engine): layer.engine for _, layer in layers}
+    for engine in engines.values():
+        engine.at_time(t)
+    return model

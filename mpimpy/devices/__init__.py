@@ -8,7 +8,14 @@ once, at programming time, and kept until the weights are programmed again:
 
 * device-to-device variation: ``G *= exp(N(0, var))`` (a lognormal factor; var is its sigma);
 * stuck-at faults: a ``stuck_fault_ratio`` of cells holds exactly LGS (``stuck_fault_value=0``)
-  or HGS (``1``), whatever was written.
+  or HGS (``1``), whatever was written, at every time.
+
+That variation is the default device model, ``lognormal``; the hardware setting
+``device_model`` chooses another one (:mod:`mpimpy.devices.models`: ``pcm``, ``rram``,
+``measured``), which maps levels to programmed conductances with its own programming noise and
+also says what a read sees ``t`` seconds after programming (:func:`read_at`): drift,
+relaxation, read noise that grows with time. Programming draws everything that belongs to the
+cell once (:class:`DeviceState`); reading at a time never programs again.
 
 With ``mapping="offset"`` every slice (the sign slice included) lives on one array; with
 ``mapping="diffpair"`` a signed slice value is written to a G+ array when positive and to a G-
@@ -20,13 +27,37 @@ zero weight), ISAAC's unit column.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 
 import torch
 
-from .config import CrossbarConfig, TileShape, level_scale
-from .slicing import bit_slices
-from .tiling import n_tiles, tile_weights
+from ..config import CrossbarConfig, TileShape, level_scale, validate_time
+from ..slicing import bit_slices
+from ..tiling import n_tiles, tile_weights
+from .models import DEVICE_MODELS, DeviceModel, resolve_device_model
+
+#: The conductance tensors of :class:`ProgrammedArrays`, in the order they are programmed and
+#: read.
+CELL_GROUPS = ("positive", "negative", "reference")
+
+
+@dataclass
+class DeviceState:
+    """What a device model keeps per cell to read programmed arrays at a later time.
+
+    Attributes:
+        model: the device model that programmed the arrays.
+        cells: for each conductance tensor of the arrays that holds devices (a name of
+            :data:`CELL_GROUPS`), the model's per-cell tensors (e.g. the drift exponent
+            ``"nu"``), plus ``"stuck"``: the cells held by a stuck-at fault, if any.
+        noise_seed: seeds, with the time read, the noise a read at that time draws.
+    """
+
+    model: DeviceModel
+    cells: dict[str, dict[str, torch.Tensor]]
+    noise_seed: int
 
 
 @dataclass
@@ -47,6 +78,12 @@ class ProgrammedArrays:
             ``unit_column=True``).
         reference_column: whether every array also has a reference column of LGS cells (the
             offset mapping), whose current is subtracted before the ADC.
+        reference: the conductances of those reference cells, ``(n_arrays, Tk, Tn, rows, 1)``,
+            when the device model programs them as level-0 devices (every model but
+            ``lognormal``, so that they drift with the cells they are subtracted from; no
+            stuck faults); ``None``: an exact LGS.
+        device_state: what the device model needs to read the arrays at a later time
+            (:func:`read_at`); ``None`` for models that do not change with time.
     """
 
     positive: torch.Tensor
@@ -56,6 +93,8 @@ class ProgrammedArrays:
     columns: torch.Tensor
     unit_columns: int = 0
     reference_column: bool = False
+    reference: torch.Tensor | None = None
+    device_state: DeviceState | None = None
 
     @property
     def tile(self) -> TileShape:
@@ -80,17 +119,19 @@ def check_widths(widths, g_level: int, name: str, skip_sign: bool = False) -> No
             )
 
 
-def _conductance(levels: torch.Tensor, cfg: CrossbarConfig, generator) -> torch.Tensor:
-    """Integer levels -> conductances in siemens with variation and stuck-at faults."""
-    g = cfg.LGS + levels * cfg.level_step
-    if cfg.var > 0:
-        noise = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
-        g = g * torch.exp(noise * cfg.var)
-    if cfg.stuck_fault_ratio > 0:
+def _conductance(levels: torch.Tensor, cfg: CrossbarConfig, generator, faults: bool = True):
+    """Integer levels -> conductances in siemens (the device model's programming noise) with
+    stuck-at faults, and the per-cell state a later read needs."""
+    model = cfg.device_model
+    g, state = model.program(levels, cfg, generator)
+    if faults and cfg.stuck_fault_ratio > 0:
         stuck = torch.rand(g.shape, generator=generator, device=g.device, dtype=g.dtype)
         stuck_at = cfg.HGS if cfg.stuck_fault_value == 1 else cfg.LGS
-        g = torch.where(stuck < cfg.stuck_fault_ratio, torch.full_like(g, stuck_at), g)
-    return g
+        stuck = stuck < cfg.stuck_fault_ratio
+        g = torch.where(stuck, torch.full_like(g, stuck_at), g)
+        if model.time_dependent:
+            state["stuck"] = stuck
+    return g, state
 
 
 def program(slices: torch.Tensor, widths, cfg: CrossbarConfig, tile: TileShape,
@@ -104,7 +145,8 @@ def program(slices: torch.Tensor, widths, cfg: CrossbarConfig, tile: TileShape,
         widths: the slice widths.
         cfg: hardware settings.
         tile: array size (weight columns; a unit column comes on top).
-        generator: random source for variation and faults.
+        generator: random source for variation and faults (and, for a device model that
+            changes with time, of the seed of its later reads).
     """
     diffpair = cfg.mapping == "diffpair"
     check_widths(widths, cfg.g_level, "slice_method of the weights", skip_sign=diffpair)
@@ -127,14 +169,62 @@ def program(slices: torch.Tensor, widths, cfg: CrossbarConfig, tile: TileShape,
     def levels(v):
         return torch.round(v * scale)
 
+    model, cells = cfg.device_model, {}
     if diffpair:
-        positive = _conductance(tile_weights(levels(v=values.clamp(min=0)), tile), cfg, generator)
-        negative = _conductance(tile_weights(levels(v=(-values).clamp(min=0)), tile), cfg,
-                                generator)
+        positive, cells["positive"] = _conductance(tile_weights(levels(v=values.clamp(min=0)),
+                                                                tile), cfg, generator)
+        negative, cells["negative"] = _conductance(
+            tile_weights(levels(v=(-values).clamp(min=0)), tile), cfg, generator)
     else:
-        positive, negative = _conductance(tile_weights(levels(values), tile), cfg, generator), None
+        positive, cells["positive"] = _conductance(tile_weights(levels(values), tile), cfg,
+                                                   generator)
+        negative = None
+    reference = None
+    if cfg.mapping == "offset" and not model.exact_reference:
+        reference, cells["reference"] = _conductance(
+            torch.zeros_like(positive[..., :1]), cfg, generator, faults=False)
+    device_state = None
+    if model.time_dependent:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=slices.device))
+        device_state = DeviceState(model, cells, seed)
     return ProgrammedArrays(positive, negative, index, (k, n), columns, unit_columns,
-                            reference_column=cfg.mapping == "offset")
+                            reference_column=cfg.mapping == "offset", reference=reference,
+                            device_state=device_state)
+
+
+def read_at(arrays: ProgrammedArrays, cfg: CrossbarConfig, t: float) -> ProgrammedArrays:
+    """The arrays as a read ``t`` seconds after their programming sees them.
+
+    Returns ``arrays`` itself for a device model that does not change with time; otherwise a
+    copy whose ``positive`` / ``negative`` conductances are the model's read conductances at
+    ``t`` (:meth:`~mpimpy.devices.models.DeviceModel.read`; stuck cells keep their value). The
+    noise of the read is drawn from a generator seeded by the arrays' ``noise_seed`` and ``t``:
+    the same arrays read at the same time give bit-identical conductances, and the engine's
+    generator is not touched.
+    """
+    t = validate_time(t)
+    state = arrays.device_state
+    if state is None:
+        return arrays
+    model = state.model
+    generator = torch.Generator(device=arrays.positive.device).manual_seed(
+        _time_seed(state.noise_seed, t))
+
+    read = {}
+    for name in CELL_GROUPS:  # one generator, a fixed order: reproducible
+        cells = state.cells.get(name)
+        if cells is None:
+            continue
+        programmed = getattr(arrays, name)
+        g = model.read(programmed, cells, t, cfg, generator)
+        read[name] = torch.where(cells["stuck"], programmed, g) if "stuck" in cells else g
+    return dataclasses.replace(arrays, **read)
+
+
+def _time_seed(noise_seed: int, t: float) -> int:
+    """A seed for the reads at time ``t`` of the arrays whose noise seed is ``noise_seed``."""
+    digest = hashlib.sha256(f"{noise_seed}:{float(t).hex()}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 2
 
 
 def _with_unit_columns(values: torch.Tensor, bias: torch.Tensor, tile: TileShape):
@@ -153,3 +243,8 @@ def _with_unit_columns(values: torch.Tensor, bias: torch.Tensor, tile: TileShape
     weight_columns = weight_index // tile.cols * (tile.cols + 1) + weight_index % tile.cols
     unit_index = torch.arange(tn, device=values.device) * (tile.cols + 1) + tile.cols
     return with_unit, torch.cat([weight_columns, unit_index])
+
+
+__all__ = ["CELL_GROUPS", "DEVICE_MODELS", "DeviceModel", "DeviceState", "ProgrammedArrays",
+           "check_widths",
+           "program", "read_at", "resolve_device_model"]
