@@ -513,7 +513,8 @@ def read_power(codes: torch.Tensor, drive: torch.Tensor, volts_per_code: torch.T
     return float(torch.einsum("tskl,tkl,s->", gram, drive[:, :lines, :lines].to(gram), scale))
 
 
-def read_currents(codes, matrix, noise_matrix, read_noise, generator):
+def read_currents(codes, matrix, noise_matrix, read_noise, generator, out=None,
+                  scratch=None):
     """Column currents of every (input slice, array) pair, in code units.
 
     Args:
@@ -529,11 +530,16 @@ def read_currents(codes, matrix, noise_matrix, read_noise, generator):
         independently per cell and input vector; the sum of those Gaussian terms is drawn exactly
         as one Gaussian per output, with variance ``read_noise**2 * sum_k V_k**2 G_k**2``, so
         noise costs one more product, not one per cell.
+
+        ``out`` (the currents) and ``scratch`` (two more tensors of their shape, for the read
+        noise) are reused buffers, so that a product read chunk by chunk does not allocate
+        (and leave the allocator holding) a fresh buffer per chunk.
     """
-    currents = torch.bmm(codes, matrix)
+    currents = torch.bmm(codes, matrix, out=out)
     if noise_matrix is not None and read_noise > 0:
-        std = torch.bmm(codes * codes, noise_matrix).sqrt_()
+        std, noise = scratch if scratch is not None else (None, None)
+        std = torch.bmm(codes * codes, noise_matrix, out=std).sqrt_()
         noise = torch.randn(currents.shape, generator=generator, device=currents.device,
-                            dtype=currents.dtype)
+                            dtype=currents.dtype, out=noise)
         currents.addcmul_(std, noise, value=read_noise)
     return currents

@@ -465,15 +465,21 @@ class DPETensor:
             codes = codes / step.to(codes)
             pair_weight = pair_weight * step.repeat_interleave(n_a)
 
-        def read(chunk):
+        workspace = _Workspace(codes.dtype, self.device)
+
+        def read(chunk, reuse=True):
             ms, ts = chunk
             block = codes[ts, :, ms]  # (Tk', rows, M', n_x)
             t, _, mc, _ = block.shape
+            shape = (t, mc * n_x, n_a * n_cols)
+            noisy = noise_matrix is not None and cfg.read_noise > 0
             # (Tk', M' * n_x, rows) as a transposed view: the product reads it without a copy
             currents = read_currents(
                 block.reshape(t, rows, mc * n_x).transpose(1, 2), matrix[ts],
                 None if noise_matrix is None else noise_matrix[ts], cfg.read_noise,
-                self.generator)
+                self.generator, out=workspace.get("currents", shape) if reuse else None,
+                scratch=(workspace.get("std", shape), workspace.get("noise", shape))
+                if noisy else None)
             return currents.view(t, mc, n_x, n_a, n_cols)
 
         kept, array_range = None, None
@@ -514,7 +520,7 @@ class DPETensor:
             state = self.generator.get_state()
             kept = [] if keep else None
             for chunk in chunks:
-                currents = read(chunk)
+                currents = read(chunk, reuse=not keep)  # kept currents need buffers of their own
                 calibrate(chunk, currents)
                 if keep:
                     kept.append(currents)
@@ -556,7 +562,8 @@ class DPETensor:
             if gain is not None:  # digital, after the ADC
                 currents.mul_(gain[ts].view(t, 1, 1, n_a, n_cols))
             # shift-add: one weighted sum over the slice pairs of every output
-            partial = torch.matmul(pair_weight, currents.view(t * mc, n_x * n_a, n_cols))
+            partial = torch.matmul(pair_weight, currents.view(t * mc, n_x * n_a, n_cols),
+                                   out=workspace.get("partial", (t * mc, n_cols)))
             partial = partial.view(t, mc, n_cols)
             if array_range is not None:
                 partial.add_(range_offset[ts].unsqueeze(1))  # the ranges' lower ends
@@ -638,3 +645,21 @@ class DPETensor:
             raise ValueError(f"{name} is on {operand.data.device} but the engine runs on "
                              f"{self.device}; pass device= to both")
 
+
+class _Workspace:
+    """Buffers reused from chunk to chunk of one product, by name: one allocation each, of the
+    largest shape asked for, instead of a fresh tensor per chunk (the allocator would keep the
+    freed chunks and memory would grow with the number of chunks)."""
+
+    def __init__(self, dtype: torch.dtype, device: torch.device):
+        self.dtype, self.device = dtype, device
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        size = 1
+        for n in shape:
+            size *= n
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.numel() < size:
+            buffer = self.buffers[name] = torch.empty(size, dtype=self.dtype, device=self.device)
+        return buffer[:size].view(shape)

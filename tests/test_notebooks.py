@@ -90,6 +90,7 @@ def test_every_shipped_notebook_is_executed_by_a_test():
     tested |= {f"{app}" for app in ("dct", "heat_equation", "pagerank")}  # tests/test_apps.py
     tested |= {f"compare_{app}" for app in ("dct", "heat_equation", "pagerank")}
     tested |= {"codesign", "codesign_point", "compare_codesign"}  # tests/test_codesign.py
+    tested |= {"drift", "drift_inference", "compare_drift"}  # tests/test_drift.py
     assert {name.removesuffix(".ipynb") for name in SHIPPED} == tested
 
 

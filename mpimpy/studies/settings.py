@@ -13,7 +13,9 @@ instead of becoming FAILED runs one attempt at a time.
 Conventions read from the notebook
     ``rdac``/``radc`` of 0 mean an ideal converter (``None``) in a notebook whose parameter
     cannot be ``None`` (``radc: int = 256  # 0: an ideal ADC``); where it may be ``None``, 0 is
-    refused as the engine refuses it.
+    refused as the engine refuses it. ``device_model: measured`` brings the shipped table's
+    ``LGS``, ``HGS`` and ``g_level`` unless the point sets them, as the notebooks build it
+    (:func:`mpimpy.drift.engine_settings`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ def _engine_problems(values: dict[str, Any], declared: dict[str, NotebookParamet
         types = declared[name].types if name in declared else None
         if kwargs.get(name) == 0 and types is not None and "NoneType" not in types:
             kwargs[name] = None  # the notebook's own spelling of an ideal converter
+    if kwargs.get("device_model") == "measured":
+        # a measured table named as such brings its own levels, as the notebooks build it
+        # (mpimpy.drift.engine_settings): the conductances and levels it programs
+        from mpimpy.drift import engine_settings
+
+        table = engine_settings("measured")
+        kwargs = {**{k: v for k, v in table.items() if k not in values}, **kwargs,
+                  "device_model": table["device_model"]}
     problems = []
     while True:
         try:
