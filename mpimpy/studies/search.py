@@ -515,6 +515,7 @@ def check_search(study: Study, declared: dict[str, NotebookParameter],
     known = ", ".join(sorted(declared))
     for key, dimension in search.space.items():
         where = f"key 'search.space.{key}'"
+        choice_key = f"key 'search.space.{key}.choices"
         spec = declared.get(key)
         if spec is None:
             problems.append(f"{where}: {key!r} is not a parameter of notebook {name} (its "
@@ -528,7 +529,7 @@ def check_search(study: Study, declared: dict[str, NotebookParameter],
         if dimension.choices is not None:
             for i, choice in enumerate(dimension.choices):
                 if not _type_ok(choice, spec.types):
-                    problems.append(f"{where}.choices[{i}]: expected {expected} like the "
+                    problems.append(f"{choice_key}[{i}]': expected {expected} like the "
                                     f"notebook's default {key} = {spec.source}, got "
                                     f"{_describe(choice)}")
                     break
@@ -1262,6 +1263,21 @@ class SearchResults:
         return f"trial {int(row['trial'])}: " + ", ".join(values)
 
 
+def load_search(study: str | Path) -> Study:
+    """A search study by file, or by the name of a shipped one (``codesign_mnist``: the
+    project's ``studies/codesign_mnist.yaml``); its notebook is not opened (results only)."""
+    from mpimpy.studies.spec import load_study
+    from mpimpy.tracking import project_root
+
+    path = Path(study)
+    if not path.exists() and path.suffix not in (".yaml", ".yml"):
+        path = project_root() / "studies" / f"{study}.yaml"
+    loaded = load_study(path, check_notebook=False)
+    if loaded.search is None:
+        raise StudyError(f"{path}: key 'search': missing: not a search study")
+    return loaded
+
+
 def _is_true(value: Any) -> bool:
     return str(value).lower() == "true"
 
@@ -1317,6 +1333,128 @@ def search_results(study: Study, tracking_uri: str | None = None) -> SearchResul
     return SearchResults(study, trials, front, knee, cheapest)
 
 
+#: Axis labels with units of the metrics searches read (others: the metric's name).
+METRIC_LABELS = {
+    "energy_per_inference_J": "energy per inference (J)",
+    "energy_per_mac_pJ": "energy per MAC (pJ)",
+    "energy_J": "energy (J)",
+    "latency_s": "latency (s)",
+    "area_mm2": "area (mm²)",
+    "tops_per_w": "TOPS/W",
+    "accuracy": "test accuracy (1)",
+    "accuracy_drop": "accuracy drop vs software (1)",
+    "SNR_dB": "SNR (dB)",
+    "RE": "relative error (1)",
+}
+
+
+def metric_label(name: str) -> str:
+    return METRIC_LABELS.get(name, name)
+
+
+def plot_front(results: SearchResults):
+    """Objective against objective (the cost on x, each other objective on y): every complete
+    trial, feasible ones highlighted, reference configurations and failures noted, the
+    front of that pair as a step line, the knee and the cheapest feasible trial marked.
+    Returns the matplotlib figure (one panel per other objective)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    from mpimpy.studies.pareto import pareto_mask
+
+    search = results.search
+    cost = search.cost_objective
+    others = [o for o in search.objectives if o != cost] or [cost]
+    figure, axes = plt.subplots(1, len(others), figsize=(6.4 * len(others), 4.8), squeeze=False)
+    trials = results.trials[results.trials["complete"]].copy()
+    trials["trial kind"] = np.where(trials["feasible"], "feasible", "infeasible")
+    for ax, other in zip(axes[0], others, strict=True):
+        if not trials.empty:
+            sns.scatterplot(data=trials, x=cost.metric, y=other.metric, hue="trial kind",
+                            hue_order=["feasible", "infeasible"],
+                            palette={"feasible": "tab:blue", "infeasible": "lightgray"},
+                            s=40, ax=ax, zorder=2)
+        feasible = trials[trials["feasible"] & trials["duplicate_of"].isna()]
+        if len(feasible):
+            values = feasible[[cost.metric, other.metric]].to_numpy(dtype=float)
+            front = feasible[pareto_mask(values, [cost.direction, other.direction])]
+            front = front.sort_values(cost.metric, ascending=cost.direction == "minimize")
+            ax.step(front[cost.metric], front[other.metric], where="post", color="tab:blue",
+                    linewidth=1.5, zorder=1, label="Pareto front (feasible)")
+        references = trials[trials["reference"]]
+        if len(references):
+            ax.scatter(references[cost.metric], references[other.metric], marker="s", s=90,
+                       facecolors="none", edgecolors="black", zorder=3, label="reference")
+        for row, label, marker, colour in ((results.knee, "knee", "D", "tab:orange"),
+                                           (results.cheapest, "cheapest feasible", "*",
+                                            "tab:red")):
+            if row is not None:
+                ax.scatter([row[cost.metric]], [row[other.metric]], marker=marker, s=160,
+                           color=colour, zorder=4,
+                           label=f"{label} (trial {int(row['trial'])})")
+        values = trials[cost.metric].to_numpy(dtype=float)
+        if len(values) and values.min() > 0 and values.max() / values.min() > 20:
+            ax.set_xscale("log")
+        ax.set(xlabel=f"{metric_label(cost.metric)}, {cost.direction}",
+               ylabel=f"{metric_label(other.metric)}, {other.direction}",
+               title=f"{results.study.name}: {int(results.trials['complete'].sum())} complete "
+                     f"trials, {int(results.trials['feasible'].sum())} feasible")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def summary_metrics(results: SearchResults) -> dict[str, float]:
+    """Counts and the cheapest feasible trial's metrics (``cheapest.<metric>``), and its cost
+    relative to each reference configuration (``cost_ratio_to_trial_<n>``)."""
+    trials = results.trials
+    metrics = {"n_trials": float(len(trials)), "n_complete": float(trials["complete"].sum()),
+               "n_feasible": float(trials["feasible"].sum()),
+               "n_front": float(len(results.front))}
+    if results.cheapest is not None:
+        cost = results.search.cost_objective.metric
+        metrics.update({f"cheapest.{m}": float(results.cheapest[m])
+                        for m in results.search.metrics})
+        for _, reference in trials[trials["reference"] & trials["complete"]].iterrows():
+            metrics[f"cost_ratio_to_trial_{int(reference['trial'])}"] = float(
+                results.cheapest[cost] / reference[cost])
+    return metrics
+
+
+def log_search_summary(results: SearchResults, figure, *, tracking_uri: str | None = None,
+                       gallery_dir: str = "", enabled: bool = True) -> str | None:
+    """Log the front figure, the trials and the front as one summary run of the search's
+    experiment (params: the cheapest feasible and knee trials and the cheapest's settings);
+    save the figure as ``<gallery_dir>/<study>_front.png`` when ``gallery_dir`` is set.
+    Returns the summary run's id (``None`` when not ``enabled`` or nothing completed)."""
+    from mpimpy.studies.compare import log_summary
+
+    if gallery_dir:
+        folder = Path(gallery_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        figure.savefig(folder / f"{results.study.name}_front.png", dpi=100,
+                       bbox_inches="tight")
+    if not enabled or results.cheapest is None:
+        print("summary not logged" + ("" if enabled else " (log=False)"))
+        return None
+    params = {"cheapest_trial": int(results.cheapest["trial"]),
+              "knee_trial": int(results.knee["trial"]),
+              "cost": results.search.cost_objective.metric}
+    params.update({f"cheapest.{k}": results.cheapest[k] for k in results.search.space
+                   if k in results.cheapest})
+    keep = [c for c in (*results.columns, "status", "feasible", "run_id") if c in results.trials]
+    run_id = log_summary(results.study.experiment, {"pareto_front": figure},
+                         tables={"trials": results.trials[keep],
+                                 "front": results.front[[*results.columns, "knee"]]},
+                         params=params, metrics=summary_metrics(results),
+                         tracking_uri=tracking_uri,
+                         run_name=f"summary of search {results.study.name}")
+    print(f"summary run {run_id}")
+    return run_id
+
+
 __all__ = [
     "Constraint",
     "Dimension",
@@ -1324,6 +1462,10 @@ __all__ = [
     "SAMPLERS",
     "Search",
     "SearchResults",
+    "load_search",
+    "log_search_summary",
+    "plot_front",
+    "summary_metrics",
     "SearchRun",
     "StorageLock",
     "check_search",
