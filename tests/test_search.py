@@ -452,4 +452,4 @@ def test_ui_optuna_serves_the_searches_storage(store, store_uri, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
-    assert "dashboard" in {s["study_name"] for s in listed["studies"]}
+    assert "dashboard" in {s["study_name"] for s in listed["study_summaries"]}

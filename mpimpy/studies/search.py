@@ -902,6 +902,11 @@ def _tell(optuna_study, trial_id: int, *, values=None, state=None, attrs=None,
             TrialState.COMPLETE if values is not None else TrialState.FAIL))
     except ValueError:  # finished meanwhile (a database server, without our lock)
         return False
+    except RuntimeError:
+        # the grid sampler calls Study.stop() once the grid is exhausted, which Optuna allows
+        # only inside Study.optimize; the trial was stored before that
+        if not storage.get_trial(trial_id).state.is_finished():
+            raise
     return True
 
 
