@@ -23,19 +23,19 @@ import psutil
 import pytest
 from studyfiles import ROOT, write_study
 
-from mpimpy import cli, tracking
+from mpimpy import cli
 from mpimpy.studies import StudyError, load_study, run_study
 from mpimpy.studies.search import (
     RETRY_ATTR,
     RUN_ATTR,
     Constraint,
+    StorageLock,
+    _experiment_store,
     default_storage,
     notebook_metrics,
     open_search,
     search_results,
-    StorageLock,
     trial_point,
-    _experiment_store,
 )
 
 TOY = "toy_search.ipynb"
