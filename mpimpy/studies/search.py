@@ -1309,9 +1309,13 @@ def search_results(study: Study, tracking_uri: str | None = None) -> SearchResul
     for name in search.metrics:
         trials[name] = pd.to_numeric(trials[name], errors="coerce") if name in trials \
             else np.nan
-    for name in search.space:
+    for name, dimension in search.space.items():
         if name in trials:
             trials[name] = trials[name].map(parse_number)
+            whole = dimension.integer or dimension.choices is not None and all(
+                isinstance(c, int) and not isinstance(c, bool) for c in dimension.choices)
+            if whole:  # a NaN (a run without it) would make the column float
+                trials[name] = pd.to_numeric(trials[name], errors="coerce").astype("Int64")
     complete = (trials["status"] == "FINISHED") & trials[
         [o.metric for o in search.objectives]].notna().all(axis=1)
     feasible = complete.copy()
