@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
+from . import tracking
+from .config import ADC_RANGE_MODES, INPUT_ENCODINGS, MAPPINGS
 from .engine import DPETensor
 from .metrics import all_metrics
 from .slicing import SlicedData, parse_slice_method
@@ -59,6 +61,7 @@ class ExplorerSettings:
     radc: int | None = 256  # ADC levels (256: 8 bits); None: an ideal ADC
     adc_range: str = "calibrated"
     mapping: str = "offset"
+    input_encoding: str = "twos_complement"
     wire_resistance: float = 0.0
     array_size: int = 64
     m: int = 128
@@ -85,6 +88,7 @@ class ExplorerSettings:
                     stuck_fault_ratio=self.stuck_fault_ratio,
                     stuck_fault_value=self.stuck_fault_value, rdac=self.rdac, radc=self.radc,
                     adc_range=self.adc_range, mapping=self.mapping,
+                    input_encoding=self.input_encoding,
                     wire_resistance=self.wire_resistance, seed=self.seed)
 
     def changed(self) -> dict:
@@ -113,7 +117,8 @@ def parse_slices(text: str, name: str) -> list[int]:
     except ValueError:
         raise ValueError(f"{name} must be comma-separated integers like 1,1,2,4, got "
                          f"{text!r}") from None
-    return list(parse_slice_method(widths, name))
+    # the sign-slice rule depends on the encodings: the engine checks it
+    return list(parse_slice_method(widths, name, sign_slice=False))
 
 
 def simulate(settings: ExplorerSettings) -> ExplorerResult:
@@ -133,8 +138,11 @@ def simulate(settings: ExplorerSettings) -> ExplorerResult:
     elapsed = time.perf_counter() - start
     y_ideal = (x_data @ w_data).numpy()
     conductance = engine.programmed(mat).positive[0, 0, 0].cpu().numpy()
-    return ExplorerResult(settings, y.numpy(), y_ideal, conductance,
-                          all_metrics(y_ideal, y.numpy()), elapsed, engine, x, mat)
+    metrics = all_metrics(y_ideal, y.numpy())
+    # what this product costs, priced with ISAAC's components (the runs it logs carry it too)
+    metrics["energy_per_mac_pJ"] = tracking.simulation_cost(engine).energy_per_mac * 1e12
+    return ExplorerResult(settings, y.numpy(), y_ideal, conductance, metrics, elapsed, engine,
+                          x, mat)
 
 
 def _scatter_points(result: ExplorerResult) -> tuple[np.ndarray, np.ndarray]:
@@ -267,6 +275,7 @@ def draw(result: ExplorerResult, figure=None):
 def summary(result: ExplorerResult) -> str:
     m = result.metrics
     return (f"RE = {m['RE']:.4g}   SNR = {m['SNR_dB']:.2f} dB   ABSE = {m['ABSE']:.4g}   "
+            f"energy = {m['energy_per_mac_pJ']:.3g} pJ/MAC (ISAAC 32 nm)   "
             f"simulated in {result.sim_time_s * 1e3:.0f} ms")
 
 
@@ -330,10 +339,12 @@ class Explorer:
                                description="rdac (levels)"),
             "radc": w.Dropdown(options=_levels_options("ADC"), value=s.radc,
                                description="radc (levels)"),
-            "adc_range": w.Dropdown(options=["full", "calibrated"], value=s.adc_range,
+            "adc_range": w.Dropdown(options=list(ADC_RANGE_MODES), value=s.adc_range,
                                     description="adc_range"),
-            "mapping": w.ToggleButtons(options=["offset", "diffpair"], value=s.mapping,
+            "mapping": w.ToggleButtons(options=list(MAPPINGS), value=s.mapping,
                                        description="mapping"),
+            "input_encoding": w.Dropdown(options=list(INPUT_ENCODINGS), value=s.input_encoding,
+                                         description="input_encoding"),
             "wire_resistance": w.FloatSlider(value=s.wire_resistance, min=0, max=10, step=0.1,
                                              description="wire_resistance (ohm)"),
             "array_size": w.Dropdown(options=[16, 32, 64, 128, 256], value=s.array_size,
@@ -367,7 +378,7 @@ class Explorer:
         groups = [("format", ["fmt", "x_slice", "w_slice", "bw_e"]),
                   ("device", ["HGS", "LGS", "g_level", "var", "read_noise", "stuck_fault_ratio",
                               "stuck_fault_value"]),
-                  ("peripherals", ["rdac", "radc", "adc_range", "vnoise"]),
+                  ("peripherals", ["rdac", "radc", "adc_range", "vnoise", "input_encoding"]),
                   ("array", ["mapping", "wire_resistance", "array_size"]),
                   ("problem", ["m", "k", "n", "seed"])]
         tabs = w.Tab(children=[w.VBox([self.controls[n] for n in names]) for _, names in groups])
@@ -445,8 +456,6 @@ class Explorer:
         ``log_output``) while the current settings are invalid."""
         import tempfile
         from pathlib import Path
-
-        from . import tracking
 
         if self.error is not None or self.result is None:
             self.log_output.value = ("<b style='color:#b00'>Not logged: the current settings "

@@ -641,15 +641,23 @@ def simulation_cost(engine):
 
 def log_cost(report, *, run=None, layers: Mapping[str, Any] | None = None,
              extra_metrics: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Log a :class:`mpimpy.cost.CostReport` to a run.
+    """Log a :class:`mpimpy.cost.CostReport` (or a network's :class:`mpimpy.nn.NetworkCost`)
+    to a run.
 
     Metrics :data:`COST_METRICS` (plus ``power_W``, ``throughput_mac_per_s``, ``adc_conversions``
     and ``energy_<component>_J`` for each component, and ``extra_metrics``), the tags
     ``cost.technology`` and ``cost.array_energy_model``, the breakdown as a table
     (``cost/breakdown.csv``) and as a stacked-bar figure (``plots/cost_breakdown.png``);
-    ``layers`` (``{name: report}``, a network's layers) adds one bar per layer. Returns the
-    metrics logged.
+    ``layers`` (``{name: report}``) adds one bar per layer. A network's cost logs its total, one
+    bar per layer, ``energy_per_inference_J`` and ``latency_per_inference_s``, and its layer
+    table (``cost/layers.csv``). Returns the metrics logged.
     """
+    network = report if hasattr(report, "layer_reports") else None
+    if network is not None:
+        report, layers = network.total, network.layer_reports
+        extra_metrics = {"energy_per_inference_J": network.energy_per_inference,
+                         "latency_per_inference_s": network.latency_per_inference,
+                         **(extra_metrics or {})}
     from mpimpy.studies.plots import cost_breakdown_plot
 
     tracked = _resolve_run(run)
@@ -666,6 +674,9 @@ def log_cost(report, *, run=None, layers: Mapping[str, Any] | None = None,
         table = Path(tmp) / "breakdown.csv"
         report.breakdown_table().to_csv(table, index=False)
         tracked.log_artifact(table, "cost")
+        if network is not None:
+            network.layers.to_csv(Path(tmp) / "layers.csv", index=False)
+            tracked.log_artifact(Path(tmp) / "layers.csv", "cost")
         figure = cost_breakdown_plot(dict(layers) if layers else report,
                                      Path(tmp) / "cost_breakdown.png")
         tracked.log_artifact(figure, "plots")

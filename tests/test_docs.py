@@ -160,6 +160,7 @@ def _check_command(words: list[str]) -> None:
 
 @pytest.mark.parametrize("code", code_blocks({"shell", "bash"}))
 def test_shell_block_commands_exist(code):
+    code = re.sub(r"\\\n\s*", " ", code)  # a command continued on the next line is one line
     for line in code.splitlines():
         command = line.split(" #")[0].strip()
         if not command or command.startswith("#"):

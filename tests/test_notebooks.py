@@ -89,6 +89,7 @@ def test_every_shipped_notebook_is_executed_by_a_test():
     tested = set(SIMULATOR_NOTEBOOKS + COMPARE_NOTEBOOKS + DNN_NOTEBOOKS + ["explorer"])
     tested |= {f"{app}" for app in ("dct", "heat_equation", "pagerank")}  # tests/test_apps.py
     tested |= {f"compare_{app}" for app in ("dct", "heat_equation", "pagerank")}
+    tested |= {"codesign", "codesign_point", "compare_codesign"}  # tests/test_codesign.py
     tested |= {"compare_search"}  # tests/test_search.py
     assert {name.removesuffix(".ipynb") for name in SHIPPED} == tested
 

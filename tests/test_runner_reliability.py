@@ -382,8 +382,8 @@ def test_a_full_artifact_store_stops_the_study_with_a_clear_message(tmp_path):
     store = tmp_path / "store"
     (store / "artifacts").mkdir(parents=True)
     path = write_study(tmp_path, "full", grid={"a": list(range(12))})
-    # room for a few executed notebooks, not for twelve
-    done = run_confined(f"mount -t tmpfs -o size=16k tmpfs {store / 'artifacts'}", store, path,
+    # room for a few executed notebooks (each also rendered as HTML, about 0.3 MB), not twelve
+    done = run_confined(f"mount -t tmpfs -o size=1m tmpfs {store / 'artifacts'}", store, path,
                         tmp_path, "--workers", "2")
     output = done.stdout + done.stderr
     assert done.returncode == 1, output

@@ -42,7 +42,7 @@ def test_make_study_runs_a_study_from_a_fresh_shell(tmp_path):
                            "ARGS=--dry-run"], cwd=ROOT, env=fresh_env(tmp_path),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Study 'quickstart' (dry run): 8 points, 8 to run" in done.stdout
+    assert "Study 'quickstart' (dry run): 16 points, 16 to run" in done.stdout
 
 
 def test_the_documented_activation_puts_mpimpy_on_path(tmp_path):
@@ -53,7 +53,7 @@ def test_the_documented_activation_puts_mpimpy_on_path(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("not on PATH")  # a fresh shell has no mpimpy ...
-    assert "ok: " in done.stdout and "quickstart.yaml (8 points" in done.stdout  # ... then has
+    assert "ok: " in done.stdout and "quickstart.yaml (16 points" in done.stdout  # ... then has
 
 
 def test_docs_say_how_to_put_mpimpy_on_path_before_using_it():

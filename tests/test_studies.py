@@ -335,7 +335,8 @@ def test_simulator_notebook_logs_into_the_runners_run(store, tmp_path):
         assert tags["mlflow.note.content"].startswith(f"Study simulate, point fmt={params['fmt']}")
         assert tags["study"] == "simulate" and tags["point_id"].startswith(f"fmt={params['fmt']}")
         plots = {a.path for a in store.list_artifacts(run.info.run_id, "plots")}
-        assert plots == {"plots/measured_vs_expected.png", "plots/error_histogram.png"}
+        assert plots == {"plots/measured_vs_expected.png", "plots/error_histogram.png",
+                         "plots/cost_breakdown.png"}
         notebooks = {a.path for a in store.list_artifacts(run.info.run_id, "notebook")}
         point = tags["point_id"]
         assert notebooks == {f"notebook/{point}.ipynb", f"notebook/{point}.html"}
@@ -344,7 +345,8 @@ def test_simulator_notebook_logs_into_the_runners_run(store, tmp_path):
     experiment = store.get_experiment_by_name("simulate")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert json.loads(experiment.tags["mpimpy.runs_table_columns"]) == [
-        "metrics.RE", "metrics.SNR_dB", "metrics.accuracy", "params.fmt", "params.seed"]
+        "metrics.RE", "metrics.SNR_dB", "metrics.accuracy", "metrics.energy_per_mac_pJ",
+        "params.fmt", "params.seed"]
 
 
 def test_study_list_shows_shipped_studies_and_experiments(store, capsys):

@@ -150,7 +150,7 @@ def test_every_points_settings_are_checked_and_reported_at_once(tmp_path):
     lines = [line.strip() for line in text.splitlines()]
     assert lines[0] == f"{path}: 3 problems:"
     assert (
-        "key 'grid.mapping': mapping must be one of ('offset', 'diffpair'), got 'diffpiar' "
+        "key 'grid.mapping': mapping must be one of ('offset', 'diffpair', 'bias'), got 'diffpiar' "
         "(4 of 8 points, e.g. mapping=diffpiar,var=0.0,fmt=INT,seed=0)"
     ) in lines
     assert "key 'grid.var': var must be >= 0.0, got -0.1 (4 of 8 points" in text

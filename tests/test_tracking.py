@@ -240,7 +240,8 @@ def test_experiments_open_on_their_runs_with_their_description_and_columns(clien
     assert tags["mlflow.experimentKind"] == "custom_model_development"
     assert tags["mlflow.note.content"] == "what it is"
     assert json.loads(tags[tracking.COLUMNS_TAG]) == [
-        "metrics.RE", "metrics.SNR_dB", "metrics.accuracy", "params.var", "metrics.n_products"]
+        "metrics.RE", "metrics.SNR_dB", "metrics.accuracy", "metrics.energy_per_mac_pJ",
+        "params.var", "metrics.n_products"]
     assert tracking.ensure_experiment("tagged", client=client) == experiment_id
     assert client.get_experiment(experiment_id).tags == tags
     tracking.ensure_experiment("tagged", client=client, description="new words")

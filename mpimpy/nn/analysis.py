@@ -80,11 +80,16 @@ class NetworkCost:
             after the other on their own arrays (no pipelining across layers), their IMAs
             packed into whole tiles.
         batch: how many inputs the forward pass ran.
+        layer_reports: ``{layer name: CostReport}``.
+        outputs: the model's outputs on the inputs (with ``keep_outputs=True``), so accuracy and
+            cost come from the same simulated forward pass; else ``None``.
     """
 
     layers: Any
     total: CostReport
     batch: int
+    layer_reports: dict[str, CostReport]
+    outputs: torch.Tensor | None = None
 
     @property
     def energy_per_inference(self) -> float:
@@ -107,7 +112,8 @@ class NetworkCost:
 
 @torch.no_grad()
 def cost_report(model: nn.Module, inputs: torch.Tensor, technology="isaac-32nm",
-                batch_size: int | None = None, **overrides) -> NetworkCost:
+                batch_size: int | None = None, keep_outputs: bool = False,
+                **overrides) -> NetworkCost:
     """Energy, latency and area of a converted model's forward pass on ``inputs``.
 
     The model runs once, in eval mode (the programmed conductances held), with every layer's
@@ -122,6 +128,8 @@ def cost_report(model: nn.Module, inputs: torch.Tensor, technology="isaac-32nm",
         technology: see above; default ISAAC's 32 nm components.
         batch_size: run the inputs in batches of this size (default all at once); the batches
             run on the same arrays one after the other.
+        keep_outputs: keep the model's outputs (``NetworkCost.outputs``), e.g. to score the
+            accuracy of the very forward pass that was priced.
 
     Returns:
         A :class:`NetworkCost`: per-layer table, total, per-inference energy and latency.
@@ -152,8 +160,8 @@ def cost_report(model: nn.Module, inputs: torch.Tensor, technology="isaac-32nm",
             for engine in {id(layer.engine): layer.engine for _, layer in layers}.values():
                 stack.enter_context(measuring_power(engine))
             step = batch_size or len(inputs)
-            for start in range(0, len(inputs), step):
-                model(inputs[start:start + step])
+            outputs = [model(inputs[start:start + step]) for start in range(0, len(inputs), step)]
+
     finally:
         for handle in handles:
             handle.remove()
@@ -161,11 +169,11 @@ def cost_report(model: nn.Module, inputs: torch.Tensor, technology="isaac-32nm",
 
     import pandas as pd
 
-    rows, per_layer = [], []
+    rows, per_layer = [], {}
     for name, layer in layers:
         reports = [report(s, tech) for s in schedules[name] if s is not None]
         layer_cost = combine(reports)
-        per_layer.append(layer_cost)
+        per_layer[name] = layer_cost
         row = {"layer": name, "type": type(layer).__name__, "macs": layer_cost.macs,
                "energy_J": layer_cost.energy, "latency_s": layer_cost.latency,
                "area_mm2": layer_cost.area,
@@ -174,4 +182,5 @@ def cost_report(model: nn.Module, inputs: torch.Tensor, technology="isaac-32nm",
                "dac_conversions": layer_cost.dac_conversions, "arrays": layer_cost.arrays}
         row.update({f"energy_{k}_J": v for k, v in layer_cost.energy_breakdown.items()})
         rows.append(row)
-    return NetworkCost(pd.DataFrame(rows), combine(per_layer, technology=tech), len(inputs))
+    return NetworkCost(pd.DataFrame(rows), combine(list(per_layer.values()), technology=tech),
+                       len(inputs), per_layer, torch.cat(outputs) if keep_outputs else None)
