@@ -453,3 +453,41 @@ def test_ui_optuna_serves_the_searches_storage(store, store_uri, tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
     assert "dashboard" in {s["study_name"] for s in listed["study_summaries"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped searches
+
+
+def test_codesign_point_declares_what_it_logs():
+    """The declaration is true: the metrics the co-design evaluation logs, for both
+    workloads (``mpimpy.studies.codesign.METRICS``)."""
+    from mpimpy.studies.codesign import METRICS
+
+    declared = notebook_metrics(ROOT / "notebooks" / "codesign_point.ipynb")
+    assert set(declared) == set(METRICS["product"]) | set(METRICS["mnist"])
+
+
+def test_the_shipped_product_search_runs_shrunk(store, store_uri, tmp_path, capsys):
+    """studies/codesign_product.yaml as shipped (validated against codesign_point.ipynb), run
+    for three trials of a small product with two workers."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "studies" / "codesign_product.yaml").read_text())
+    assert load_study(ROOT / "studies" / "codesign_product.yaml").search.n_trials == 16
+    data["name"] = data["experiment"] = "codesign-product-small"
+    data["parameters"].update(m=8, k=64, n=8)
+    data["search"].update(n_trials=3, population_size=2)
+    small = tmp_path / "codesign_product_small.yaml"
+    small.write_text(yaml.safe_dump(data, sort_keys=False))
+    (tmp_path / "codesign_point.ipynb").write_bytes(
+        (ROOT / "notebooks" / "codesign_point.ipynb").read_bytes())
+    result = run_study(small, workers=2, output_dir=tmp_path / "out", progress=False)
+    assert result.ok, result.summary()
+    runs = search_runs(store, "codesign-product-small", "codesign-product-small")
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        assert run.data.metrics["energy_per_mac_pJ"] > 0
+        assert run.data.tags["feasible"] == str(run.data.metrics["SNR_dB"] >= 25).lower()
+    assert cli.main(["study", "show", str(small)]) == 0
+    assert "Search 'codesign-product-small': 3 of 3 trials complete" in capsys.readouterr().out
