@@ -6,7 +6,8 @@
                                              [--dry-run] [--output-dir DIR] [--force]
     mpimpy study validate studies/*.yaml
     mpimpy study list
-    mpimpy ui [--port 5000]
+    mpimpy study show NAME [--storage URL]      # a search's Pareto front, a study's runs
+    mpimpy ui [--port 5000] [--optuna [--storage URL]]
 
 A study may be named by its file or, for the shipped ones, by name (``quickstart``). Exit
 status: 0 when everything ran; 1 when a point failed, the run was interrupted or the experiment
@@ -62,6 +63,7 @@ def _cmd_run(args) -> int:
             progress=not args.no_progress,
             allow_any_notebook=args.allow_any_notebook,
             connect_timeout_s=args.connect_timeout,
+            storage=args.storage,
         )
     except (StudyError, SchedulerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -84,7 +86,15 @@ def _cmd_validate(args) -> int:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
             continue
-        print(f"ok: {study.path} ({len(study.expand())} points, notebook {study.notebook})")
+        if study.search is not None:
+            search = study.search
+            invalid = (f"; {search.invalid_share:.0%} of the space's value combinations have "
+                       "settings the simulator refuses (such trials fail at once, unrun)"
+                       if search.invalid_share else "")
+            print(f"ok: {study.path} (search: {search.sampler}, {search.n_trials} trials over "
+                  f"{len(search.space)} parameters, notebook {study.notebook}{invalid})")
+        else:
+            print(f"ok: {study.path} ({len(study.expand())} points, notebook {study.notebook})")
     return status
 
 
@@ -102,7 +112,9 @@ def _cmd_list(args) -> int:
             print(f"  {path.name:24} INVALID: {exc}")
             continue
         line = study.description.splitlines()[0] if study.description else ""
-        print(f"  {study.name:24} {len(study.expand()):4} points  {study.notebook_name:22} {line}")
+        size = (f"{study.search.n_trials:4} trials" if study.search is not None
+                else f"{len(study.expand()):4} points")
+        print(f"  {study.name:24} {size}  {study.notebook_name:22} {line}")
 
     uri = tracking.tracking_uri()
     db = tracking.sqlite_path(uri)
@@ -171,6 +183,72 @@ def experiment_runs(uri: str) -> list[tuple[str, str, Counter]]:
     return result
 
 
+def _cmd_show(args) -> int:
+    """A search's Pareto front (knee and cheapest feasible trial marked), or a study's runs."""
+    from mpimpy import tracking
+    from mpimpy.studies import StudyError, load_study
+
+    try:
+        study = load_study(_study_path(args.study), check_notebook=False)
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    uri = tracking.tracking_uri()
+    if study.search is None:
+        return _show_points(study, uri)
+    from mpimpy.studies.search import search_results
+
+    results = search_results(study, uri)
+    trials = results.trials
+    search = study.search
+    if trials.empty:
+        print(f"Search {study.name!r}: no trials in experiment {study.experiment!r} of "
+              f"{tracking.store_summary(uri)} yet; run it: mpimpy study run {args.study}")
+        return 0
+    complete, feasible = int(trials["complete"].sum()), int(trials["feasible"].sum())
+    repeated = int(trials["duplicate_of"].notna().sum())
+    objectives = ", ".join(f"{o.direction} {o.metric}" for o in search.objectives)
+    constraints = "; ".join(c.describe() for c in search.constraints) or "none"
+    print(f"Search {study.name!r}: {complete} of {search.n_trials} trials complete "
+          f"({len(trials) - complete} runs failed or unfinished), {feasible} feasible, "
+          f"{repeated} repeated an earlier configuration; experiment {study.experiment!r} in "
+          f"{tracking.store_summary(uri)}")
+    print(f"Objectives: {objectives}. Constraints: {constraints}.")
+    print(f"\nPareto front of the feasible trials ({len(results.front)}):")
+    print(results.front_text())
+    if results.cheapest is not None:
+        print(f"\nCheapest feasible ({search.cost_objective.metric}): "
+              f"{results.describe(results.cheapest)}")
+        print(f"Knee: {results.describe(results.knee)}")
+    return 0
+
+
+def _show_points(study, uri: str) -> int:
+    """A table of a study's points: status and key metrics of each point's latest run."""
+    from mpimpy import tracking
+    from mpimpy.studies.compare import load_runs, tidy_runs
+
+    runs = tidy_runs(load_runs(study.experiment, uri, status=None))
+    if not runs.empty and "study" in runs:
+        runs = runs[runs["study"] == study.name]
+    if runs.empty:
+        print(f"Study {study.name!r}: no runs in {tracking.store_summary(uri)} yet")
+        return 0
+    metrics = [m for m in (*tracking.KEY_METRICS, *tracking.COST_METRICS) if m in runs]
+    columns = ["point_id", "status", *metrics]
+    print(f"Study {study.name!r}: {len(runs)} runs in experiment {study.experiment!r} of "
+          f"{tracking.store_summary(uri)}")
+    print(runs.sort_values("point_id")[columns].to_string(
+        index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def dashboard_command(storage: str, port: int = 8080, host: str = "127.0.0.1") -> list[str]:
+    """The ``optuna-dashboard`` command line on a search storage (the one beside the store)."""
+    return [sys.executable, "-c", "from optuna_dashboard._cli import main; main()", storage,
+            "--host", host, "--port", str(port)]
+
+
 def ui_command(port: int = 5000, host: str = "127.0.0.1") -> list[str] | None:
     """The ``mlflow server`` command line that serves the local store, or ``None`` when the
     store is a tracking server (which has its own UI)."""
@@ -209,11 +287,27 @@ def _cmd_ui(args) -> int:
     """
     from mpimpy import tracking
 
-    command = ui_command(args.port, args.host)
+    if args.optuna:
+        import importlib.util
+
+        from mpimpy.studies.search import default_storage, storage_summary
+
+        if importlib.util.find_spec("optuna_dashboard") is None:
+            print("error: optuna-dashboard is not installed; install it with "
+                  "`.venv/bin/pip install optuna-dashboard` (or `pip install -e '.[dashboard]'`)."
+                  " The MLflow UI (`mpimpy ui`) shows the same trials as runs.", file=sys.stderr)
+            return 1
+        storage = args.storage or default_storage()
+        port = args.port or 8080
+        print(f"Optuna dashboard for {storage_summary(storage)} at http://{args.host}:{port} "
+              "(Ctrl-C stops it)", flush=True)
+        command = dashboard_command(storage, port, args.host)
+        os.execv(command[0], command)
+    command = ui_command(args.port or 5000, args.host)
     if command is None:
         print(f"The store is a tracking server; open {tracking.tracking_uri()} in a browser.")
         return 0
-    url = f"http://{args.host}:{args.port}"
+    url = f"http://{args.host}:{args.port or 5000}"
     print(f"MLflow UI for {tracking.store_summary()} at {url} (Ctrl-C stops it)", flush=True)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
@@ -241,6 +335,10 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+_STORAGE_HELP = (
+    "a search's Optuna storage (default: optuna.db beside the tracking store, or "
+    "$MPIMPY_OPTUNA_STORAGE)"
+)
 _ANY_NOTEBOOK_HELP = (
     "allow a notebook outside the project's notebooks/ and the study file's folder"
 )
@@ -280,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="also rerun points that finished before")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--allow-any-notebook", action="store_true", help=_ANY_NOTEBOOK_HELP)
+    run.add_argument("--storage", metavar="URL", help=_STORAGE_HELP)
     run.set_defaults(func=_cmd_run)
 
     validate = study_commands.add_parser(
@@ -293,8 +392,17 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--dir", help="folder of study files (default: the project's studies/)")
     listing.set_defaults(func=_cmd_list)
 
+    show = study_commands.add_parser(
+        "show", help="a search's Pareto front (knee, cheapest feasible), or a study's runs")
+    show.add_argument("study", help="study file (or the name of one in studies/)")
+    show.set_defaults(func=_cmd_show)
+
     ui = commands.add_parser("ui", help="start the MLflow UI on the experiment store")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=int, default=None,
+                    help="default 5000 (MLflow), 8080 (--optuna)")
+    ui.add_argument("--optuna", action="store_true",
+                    help="open optuna-dashboard on the searches' Optuna storage instead")
+    ui.add_argument("--storage", metavar="URL", help=_STORAGE_HELP)
     ui.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
     )

@@ -4,7 +4,8 @@
   with a temporary MLflow store.
 * ``yaml`` blocks are study files: validated against their notebook, then run through the real
   runner shrunk to one point (first value of each grid key, first ``points`` entry, first seed,
-  small ``m``/``k``/``n``), into an experiment of their own, never a shipped study's; or
+  small ``m``/``k``/``n``), or for a search to two trials, into an experiment of their own,
+  never a shipped study's; or
   technology files (``preset:`` and :class:`mpimpy.cost.Technology` fields), validated.
 * ``shell``/``bash`` blocks are checked, not run (``make run`` alone takes minutes): each
   ``make`` target exists, each ``mpimpy`` command line parses with the CLI's own parser and the
@@ -104,11 +105,21 @@ def test_yaml_block_is_a_study_that_runs(code, store, tmp_path):
     if "points" in data:
         small["points"] = data["points"][:1]
     small["seeds"] = data.get("seeds", [0])[:1]
+    if "search" in data:  # a search: two trials (the first reference, one asked)
+        small["search"] = {**data["search"], "n_trials": min(2, data["search"]["n_trials"])}
+        if "population_size" in data["search"]:
+            small["search"]["population_size"] = 2
     small_path = tmp_path / "small.yaml"
     small_path.write_text(yaml.safe_dump(small))
     result = run_study(small_path, output_dir=tmp_path / "out", progress=False)
     assert result.ok, result.summary()
     runs = store.search_runs([store.get_experiment_by_name(study.experiment).experiment_id])
+    if "search" in data:
+        assert result.search_counts == {"COMPLETE": small["search"]["n_trials"]}
+        assert sorted(r.data.tags["trial"] for r in runs) == [
+            str(i) for i in range(small["search"]["n_trials"])]
+        assert all(r.info.status == "FINISHED" for r in runs)
+        return
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
 
 

@@ -91,6 +91,7 @@ def test_every_shipped_notebook_is_executed_by_a_test():
     tested |= {f"compare_{app}" for app in ("dct", "heat_equation", "pagerank")}
     tested |= {"codesign", "codesign_point", "compare_codesign"}  # tests/test_codesign.py
     tested |= {"drift", "drift_inference", "compare_drift"}  # tests/test_drift.py
+    tested |= {"compare_search"}  # tests/test_search.py
     assert {name.removesuffix(".ipynb") for name in SHIPPED} == tested
 
 

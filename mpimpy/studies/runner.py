@@ -124,17 +124,32 @@ class StudyResult:
     dry_run: bool = False
     #: Why the runner stopped starting points: the store could not be written.
     store_error: str | None = None
+    #: A search's trials by state after the run (``COMPLETE``, ``FAIL``, ``RUNNING``, ...),
+    #: its Optuna storage, and whether it stopped asking after too many failures.
+    search_counts: dict[str, int] | None = None
+    optuna_storage: str | None = None
+    gave_up: bool = False
 
     def with_status(self, status: str) -> list[PointResult]:
         return [r for r in self.results if r.status == status]
 
     @property
     def ok(self) -> bool:
-        bad = self.with_status("FAILED") + self.with_status("KILLED")
-        return not bad and not self.interrupted and self.store_error is None
+        """Every point finished; for a search: ``n_trials`` trials are complete (a trial
+        that failed was replaced by another)."""
+        if self.interrupted or self.store_error is not None:
+            return False
+        if self.study.search is not None:
+            if self.dry_run:
+                return True
+            complete = (self.search_counts or {}).get("COMPLETE", 0)
+            return complete >= self.study.search.n_trials and not self.gave_up
+        return not (self.with_status("FAILED") + self.with_status("KILLED"))
 
     def summary(self) -> str:
         """A few lines for the terminal: counts, failures and where to look at results."""
+        if self.study.search is not None:
+            return self._search_summary()
         counts = {
             s: len(self.with_status(s))
             for s in ("FINISHED", "SKIPPED", "FAILED", "KILLED", "PENDING")
@@ -168,6 +183,45 @@ class StudyResult:
             lines.append(f"Executed notebooks: {self.output_dir}")
             if tracking.sqlite_path(self.tracking_uri) is not None:
                 lines.append("Browse them with: mpimpy ui")
+        return "\n".join(lines)
+
+    def _search_summary(self) -> str:
+        from mpimpy.studies.search import storage_summary
+
+        search, counts = self.study.search, self.search_counts or {}
+        mine = {s: len(self.with_status(s))
+                for s in ("FINISHED", "DUPLICATE", "FAILED", "INVALID", "KILLED")}
+        head = " (dry run)" if self.dry_run else ""
+        lines = [
+            f"Search {self.study.name!r}{head}: {counts.get('COMPLETE', 0)} of "
+            f"{search.n_trials} trials complete, {counts.get('FAIL', 0)} failed"
+            + (f", {counts['RUNNING']} running" if counts.get("RUNNING") else "")
+            + (f", {counts['WAITING']} waiting" if counts.get("WAITING") else "")
+        ]
+        if not self.dry_run:
+            lines.append(
+                f"This run: {mine['FINISHED']} trials finished, {mine['DUPLICATE']} repeated a "
+                f"completed configuration (not run again), {mine['FAILED']} failed, "
+                f"{mine['INVALID']} had settings the simulator refuses"
+                + (f", {mine['KILLED']} killed" if mine["KILLED"] else ""))
+        for r in self.with_status("FAILED") + self.with_status("KILLED"):
+            lines.append(f"  {r.status} {r.point.point_id}: {r.error} (run {r.run_id})")
+        if self.gave_up:
+            lines.append("Stopped asking: as many trials failed as n_trials; fix the notebook "
+                         "or the space, then run the same command again.")
+        if self.store_error:
+            lines.append(f"Stopped: {self.store_error}. Fix it, then run the same command "
+                         "again to continue the search.")
+        if self.interrupted:
+            lines.append("Interrupted: run the same command again to continue the search.")
+        if self.optuna_storage:
+            lines.append(f"Trials: Optuna study {self.study.name!r} in "
+                         f"{storage_summary(self.optuna_storage)}")
+        if not self.dry_run:
+            lines.append(
+                f"Runs: experiment {self.study.experiment!r} (id {self.experiment_id}) in "
+                f"{tracking.store_summary(self.tracking_uri)}")
+            lines.append(f"The front: mpimpy study show {self.study.path}")
         return "\n".join(lines)
 
 
@@ -271,7 +325,8 @@ def _open_store(uri: str, study: Study):
             points = study.expand()
             return client, tracking.ensure_experiment(
                 study.experiment, client=client, description=study.description,
-                columns=list(points[0].varying) if points else [])
+                columns=list(study.search.space) if study.search is not None
+                else list(points[0].varying) if points else [])
     except Exception as exc:
         raise RunnerError(
             f"cannot open the experiment store ({tracking.store_summary(uri)}): {_problem(exc)}"
@@ -841,7 +896,8 @@ def plan(
     return [p for p in points if p.params_hash not in finished], done
 
 
-def _create_run(client, experiment_id: str, study: Study, point: Point, lease: Lease) -> str:
+def _create_run(client, experiment_id: str, study: Study, point: Point, lease: Lease, *,
+                extra_tags: dict[str, str] | None = None) -> str:
     tags = {
         STUDY_TAG: study.name,
         POINT_TAG: point.point_id,
@@ -854,6 +910,7 @@ def _create_run(client, experiment_id: str, study: Study, point: Point, lease: L
             study.name, study.notebook_name, point.varying, study.parameters
         ),
         **lease.tags(),
+        **(extra_tags or {}),
     }
     run = client.create_run(experiment_id, run_name=point.run_name, tags=tags)
     return run.info.run_id
@@ -893,7 +950,7 @@ class _StudyRun:
     docstring): points to claim, points waiting on another runner, points in flight."""
 
     def __init__(self, study, client, uri, experiment_id, backend, output_dir, result, *,
-                 lease, ignore_finished, threads, bar):
+                 lease, threads, bar, ignore_finished=frozenset()):
         self.study, self.client, self.uri = study, client, uri
         self.experiment_id, self.backend, self.output_dir = experiment_id, backend, output_dir
         self.result, self.lease, self.ignore_finished = result, lease, ignore_finished
@@ -1061,6 +1118,7 @@ def run_study(
     allow_any_notebook: bool = False,
     lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    storage: str | None = None,
 ) -> StudyResult:
     """Run every point of a study that has not FINISHED yet; see the module docstring.
 
@@ -1071,7 +1129,11 @@ def run_study(
     ``<project>/outputs/<study name>``). ``dry_run``: only report what would run. ``force``:
     run finished points again too. ``allow_any_notebook``: run a notebook outside the project's
     ``notebooks/`` and the study's folder. ``lease_ttl_s``: how long the runs' leases live
-    unrenewed. ``connect_timeout_s``: how long the scheduler has to answer.
+    unrenewed. ``connect_timeout_s``: how long the scheduler has to answer. ``storage``: a
+    search's Optuna storage URL (default :func:`mpimpy.studies.search.default_storage`).
+
+    A study with a ``search:`` section asks its trials from Optuna and runs them as points
+    through the same workers (:mod:`mpimpy.studies.search`) until ``n_trials`` are complete.
 
     Never raises for a failing point: see the result's ``ok``. Raises
     :class:`SchedulerError` for a scheduler that does not answer and :class:`RunnerError` for
@@ -1090,6 +1152,11 @@ def run_study(
         Path(output_dir) if output_dir else tracking.project_root() / "outputs" / study.name
     )
     output_dir = output_dir.resolve()
+    if study.search is not None:
+        return _run_search(study, uri=uri, workers=workers, scheduler=scheduler,
+                           output_dir=output_dir, dry_run=dry_run, force=force,
+                           progress=progress, echo=echo, lease_ttl_s=lease_ttl_s,
+                           connect_timeout_s=connect_timeout_s, storage=storage)
 
     if dry_run:
         to_run, done = plan(study, uri=uri, force=force)
@@ -1134,7 +1201,17 @@ def run_study(
         return result
     if not scheduler:
         backend = _LocalBackend(min(workers, len(to_run)))
+    state_class = functools.partial(_StudyRun, ignore_finished=ignore_finished)
+    _drive(state_class, study, client, uri, experiment_id, backend, output_dir, result,
+           lease_ttl_s=lease_ttl_s, scheduler=scheduler, workers=workers, progress=progress,
+           total=len(to_run), points=to_run)
+    return result
 
+
+def _drive(state_class, study, client, uri, experiment_id, backend, output_dir, result, *,
+           lease_ttl_s, scheduler, workers, progress, total, points, initial=0):
+    """Run the points (or a search's trials) of one :func:`run_study` call: the progress bar,
+    SIGTERM as Ctrl-C, and the workers stopped and their runs KILLED when interrupted."""
     old_sigterm = None
     if threading.current_thread() is threading.main_thread():
 
@@ -1146,17 +1223,19 @@ def run_study(
     from tqdm.auto import tqdm
 
     bar = tqdm(
-        total=len(to_run), desc=study.name, unit="point", disable=not progress, file=sys.stderr
+        total=total, initial=initial, desc=study.name,
+        unit="trial" if study.search is not None else "point", disable=not progress,
+        file=sys.stderr
     )
-    state = _StudyRun(
+    state = state_class(
         study, client, uri, experiment_id, backend, output_dir, result,
-        lease=Lease.new(lease_ttl_s), ignore_finished=ignore_finished,
+        lease=Lease.new(lease_ttl_s),
         # local workers share this machine's cores; Dask workers size themselves
         threads=None if scheduler else max(1, (os.cpu_count() or 1) // workers),
         bar=bar,
     )
     try:
-        state.run(to_run)
+        state.run(points)
     except (KeyboardInterrupt, _Interrupted):
         state.interrupt()
     finally:
@@ -1165,6 +1244,82 @@ def run_study(
             signal.signal(signal.SIGTERM, old_sigterm)
         backend.close()
     result.results.sort(key=lambda r: r.point.index)
+    return state
+
+
+def _run_search(study: Study, *, uri, workers, scheduler, output_dir, dry_run, force, progress,
+                echo, lease_ttl_s, connect_timeout_s, storage) -> StudyResult:
+    """:func:`run_study` for a study with a ``search:`` section."""
+    from mpimpy.studies import search as searching
+    from mpimpy.studies.spec import StudyError
+
+    if force:
+        raise StudyError(f"{study.path}: key 'search': --force reruns the finished points of a "
+                         "grid; a search continues until n_trials trials are complete (raise "
+                         "n_trials for more)")
+    storage = storage or searching.default_storage(uri)
+    lock = searching.StorageLock(storage)
+    store = searching._experiment_store(uri)
+    result = StudyResult(study, uri, None, output_dir, dry_run=dry_run, optuna_storage=storage)
+
+    def counts(optuna_study) -> dict[str, int]:
+        return searching.search_counts(optuna_study) if optuna_study is not None else {}
+
+    if dry_run:
+        result.experiment_id = _existing_experiment_id(uri, study.experiment)
+        try:
+            optuna_study = searching.open_search(study, storage, lock, store=store,
+                                                 create=False)
+        except StudyError:
+            raise
+        except Exception as exc:
+            raise RunnerError(searching._storage_problem(exc, storage)) from None
+        result.search_counts = counts(optuna_study)
+        done = result.search_counts.get("COMPLETE", 0)
+        echo(f"  search {study.name!r}: sampler {study.search.sampler}, {done} of "
+             f"{study.search.n_trials} trials complete, up to "
+             f"{max(0, study.search.n_trials - done)} to run")
+        return result
+
+    if scheduler:
+        backend = _DaskBackend(scheduler, workers if workers > 1 else None, connect_timeout_s)
+    try:
+        client, experiment_id = _open_store(uri, study)
+        held = _expire_stale_runs(client, experiment_id, study)
+        try:
+            optuna_study = searching.open_search(study, storage, lock, store=store)
+        except StudyError:
+            raise
+        except Exception as exc:
+            raise RunnerError(searching._storage_problem(exc, storage)) from None
+    except BaseException as exc:
+        if scheduler:
+            backend.close()
+        if isinstance(exc, RunnerError | StudyError):
+            raise
+        if not isinstance(exc, Exception):
+            raise
+        raise RunnerError(_store_problem(exc, uri)) from None
+    result.experiment_id = experiment_id
+    before = counts(optuna_study)
+    complete = before.get("COMPLETE", 0)
+    echo(f"Search {study.name!r}: {complete} of {study.search.n_trials} trials complete; "
+         f"sampler {study.search.sampler}; Optuna study in "
+         f"{searching.storage_summary(storage)}; experiment {study.experiment!r} in "
+         f"{tracking.store_summary(uri)}")
+    for run in held:
+        echo(f"  {run.data.tags.get(POINT_TAG, run.info.run_id)}: {lease_state(run)[1]}")
+    if not scheduler:
+        backend = _LocalBackend(min(workers, study.search.n_trials))
+    state_class = functools.partial(searching.SearchRun, optuna_study=optuna_study,
+                                    storage=storage, lock=lock)
+    state = _drive(state_class, study, client, uri, experiment_id, backend, output_dir, result,
+                   lease_ttl_s=lease_ttl_s, scheduler=scheduler, workers=workers,
+                   progress=progress, total=study.search.n_trials,
+                   initial=min(complete, study.search.n_trials), points=[])
+    result.gave_up = state.gave_up
+    with contextlib.suppress(Exception):
+        result.search_counts = counts(optuna_study)
     return result
 
 

@@ -39,7 +39,8 @@ from mpimpy.tracking import project_root
 
 #: Keys a study file may have; anything else is most likely a typo (``gird:``) and is refused.
 REQUIRED_KEYS = ("name", "notebook")
-OPTIONAL_KEYS = ("description", "experiment", "parameters", "grid", "points", "seeds", "timeout_s")
+OPTIONAL_KEYS = ("description", "experiment", "parameters", "grid", "points", "seeds", "timeout_s",
+                 "search")
 
 #: The notebook parameter that receives each point's seed.
 SEED_PARAMETER = "seed"
@@ -105,9 +106,18 @@ class Study:
     seeds: list[int] = field(default_factory=lambda: [0])
     timeout_s: float | None = None
     notebook_parameters: dict[str, NotebookParameter] | None = None
+    #: The ``search:`` section (:class:`mpimpy.studies.search.Search`), or ``None`` for a study
+    #: of listed points.
+    search: Any = None
+    #: The metrics the notebook declares it logs (``# logs metrics: ...``), when checked.
+    notebook_metrics: list[str] | None = None
 
     def expand(self) -> list[Point]:
-        """All points of the study, in a stable order: grid x points x seeds."""
+        """All points of the study, in a stable order: grid x points x seeds. A search has no
+        points of its own: its trials are asked as it runs (``grid``/``points`` beside it are
+        its reference trials, :func:`mpimpy.studies.search.reference_points`)."""
+        if self.search is not None:
+            return []
         return expand_points(self)
 
 
@@ -516,6 +526,14 @@ def load_study(
             fail("seeds", f"expected integers >= 0 (the engine's seed), got {_describe(seed)}")
     if len(set(seeds)) != len(seeds):
         fail("seeds", f"seeds repeat: {seeds}")
+    search = None
+    if "search" in data:
+        from mpimpy.studies.search import parse_search
+
+        search = parse_search(path, data["search"])
+        if len(seeds) != 1:
+            fail("seeds", f"a search runs each trial once: give one seed (the notebook's), got "
+                          f"{seeds}")
 
     timeout_s = data.get("timeout_s")
     if timeout_s is not None and (
@@ -544,6 +562,8 @@ def load_study(
             fail(where, f"'{SEED_PARAMETER}' is set by the top-level key 'seeds', not here")
 
     count = math.prod(len(v) for v in grid.values()) * max(len(points), 1) * len(seeds)
+    if search is not None and not grid and not points:
+        count = 0
     if count > MAX_POINTS:
         sizes = " x ".join(
             [f"{len(v)} {k}" for k, v in grid.items()]
@@ -582,6 +602,7 @@ def load_study(
         points=[dict(p) for p in points],
         seeds=list(seeds),
         timeout_s=float(timeout_s) if timeout_s is not None else None,
+        search=search,
     )
     if check_notebook:
         _check_against_notebook(study, allow_any_notebook=allow_any_notebook)
@@ -657,7 +678,13 @@ def _check_against_notebook(study: Study, *, allow_any_notebook: bool = False) -
 
     from mpimpy.studies.settings import check_settings
 
-    problems = check_settings(study, study.expand())
+    if study.search is not None:
+        from mpimpy.studies.search import check_search, notebook_metrics
+
+        study.notebook_metrics = notebook_metrics(study.notebook)
+        problems = check_search(study, declared, study.notebook_metrics)
+    else:
+        problems = check_settings(study, study.expand())
     if problems:
         raise _report(study.path, problems)
 
