@@ -9,6 +9,7 @@ filesystems (a small tmpfs or a read-only bind mount in a private mount namespac
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -116,6 +117,38 @@ def test_killing_the_runner_alone_kills_its_workers_and_kernels(store, store_uri
     time.sleep(2)
     assert statuses(store, "orphans") == {"KILLED": 2, "FINISHED": 3}
     assert_one_finished_run_per_point(store, path)
+
+
+def test_kernels_started_together_share_no_ports(store, store_uri, tmp_path):
+    """Kernels talk over Unix sockets in folders of their own: TCP ports, picked by each worker
+    and bound later by its kernel, could be taken by another kernel starting at the same time
+    (a point failing at random with "Kernel died before replying to kernel_info")."""
+    block = tmp_path / "block"
+    block.write_text("hold the points")
+    path = write_study(tmp_path, "sockets", points=[
+        {"a": 1, "block_file": str(block)}, {"a": 2, "block_file": str(block)}])
+    proc = runner(store_uri, path, tmp_path, "--workers", "2")
+    try:
+        wait_for(lambda: statuses(store, "sockets")["RUNNING"] == 2, "two points in flight")
+        kernels = wait_for(lambda: (k := kernels_of(psutil.Process(proc.pid))) and len(k) == 2
+                           and k, "their kernels")
+        folders = []
+        for kernel in kernels:
+            command = kernel.cmdline()
+            connection = json.loads(Path(command[command.index("-f") + 1]).read_text())
+            assert connection["transport"] == "ipc"
+            sockets = wait_for(lambda kernel=kernel: [c.laddr for c in kernel.net_connections(
+                kind="unix") if c.laddr], "the kernel's sockets")
+            folders.append({os.path.dirname(s) for s in sockets})
+        assert all(len(f) == 1 for f in folders) and folders[0] != folders[1], folders
+        block.unlink()
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+        block.unlink(missing_ok=True)
+    assert proc.returncode == 0, output
+    assert statuses(store, "sockets") == {"FINISHED": 2}
+    assert not any(os.path.exists(f) for (f,) in folders)  # removed with their kernels
 
 
 def test_two_runners_started_together_on_a_fresh_store_share_the_points(tmp_path):

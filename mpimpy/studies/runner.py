@@ -58,6 +58,7 @@ import re
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -465,7 +466,8 @@ def _expire_stale_runs(client, experiment_id: str, study: Study) -> list:
 # Worker side
 
 
-def _kernel_manager_class(extra_env: dict[str, str], log_file=None, on_start=None):
+def _kernel_manager_class(extra_env: dict[str, str], log_file=None, on_start=None,
+                          socket_dir: str | None = None):
     """A kernel manager that starts this interpreter's ipykernel with ``extra_env`` set.
 
     The kernel process's own stdout/stderr (not the cells' outputs, which papermill records in
@@ -473,14 +475,28 @@ def _kernel_manager_class(extra_env: dict[str, str], log_file=None, on_start=Non
     called with the kernel's process id once it started (the kernel leads its own process
     group).
 
+    With ``socket_dir`` (a private, empty folder with a short path) the kernel talks over
+    Unix-domain sockets in it instead of TCP ports. TCP is racy when workers start kernels at
+    the same time: each manager picks five free ports and closes them, and another process can
+    take one before the kernel binds it, which kills that kernel at start-up ("Kernel died
+    before replying to kernel_info"; papermill issue #511). Socket files in a folder of one's
+    own cannot collide.
+
     The kernelspec search is emptied so ``python3`` always resolves to ipykernel's built-in spec,
     which runs ``sys.executable`` (the venv's Python), whatever kernels the user has installed.
     """
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
+    from traitlets import CaselessStrEnum, default
 
     class PointKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="tcp" if socket_dir is None
+                                    else "ipc", config=True)
+
+        @default("ip")
+        def _default_ip(self):
+            return os.path.join(socket_dir, "kernel") if socket_dir else super()._ip_default()
+
         @default("kernel_spec_manager")
         def _default_kernel_spec_manager(self):
             return KernelSpecManager(parent=self, kernel_dirs=[])
@@ -498,6 +514,22 @@ def _kernel_manager_class(extra_env: dict[str, str], log_file=None, on_start=Non
             return started
 
     return PointKernelManager
+
+
+@contextlib.contextmanager
+def _kernel_socket_dir():
+    """A private folder for a kernel's Unix-domain sockets (``None`` on Windows: TCP there).
+
+    Under the system's temporary folder, not the output folder: a socket path must stay within
+    the ~100 characters ``sockaddr_un`` allows.
+    """
+    if os.name == "nt":
+        yield None
+        return
+    short_root = "/tmp" if os.path.isdir("/tmp") else None  # $TMPDIR may be a long path
+    with tempfile.TemporaryDirectory(prefix="mpimpy-kernel-", dir=short_root,
+                                     ignore_cleanup_errors=True) as folder:
+        yield folder
 
 
 def _package_root() -> str:
@@ -626,7 +658,7 @@ def execute_point(task: dict[str, Any]) -> dict[str, Any]:
     with _PointGuard(client, task) as guard:
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
-            with open(kernel_log, "w") as log_file:
+            with open(kernel_log, "w") as log_file, _kernel_socket_dir() as socket_dir:
                 papermill.execute_notebook(
                     task["notebook"],
                     str(output),
@@ -638,7 +670,7 @@ def execute_point(task: dict[str, Any]) -> dict[str, Any]:
                     start_timeout=120,
                     execution_timeout=task.get("timeout_s"),
                     kernel_manager_class=_kernel_manager_class(
-                        env, log_file, guard.kernel_started
+                        env, log_file, guard.kernel_started, socket_dir
                     ),
                 )
         except PapermillExecutionError as exc:
@@ -689,8 +721,6 @@ def _record_failure(client, run_id: str, error: str, details: str | None, status
     The status is what matters: tags and the ``error.txt`` artifact are best effort (a full
     artifact store must not leave the run RUNNING); only ``set_terminated`` may raise.
     """
-    import tempfile
-
     with contextlib.suppress(Exception):
         client.set_tag(run_id, ERROR_TAG, error[:4000])
         client.set_tag(
