@@ -1,8 +1,15 @@
 """Speed and memory of the simulated product against the plain products it costs at minimum.
 
 The original mPimPy README case: x (4000, 1000) @ W (1000, 1200), slices [1, 1, 4, 4] on both,
-64x64 arrays, var=0, INT and FP (bw_e=8). Each slice pair costs at least one plain product of the
-full shape, so the floor is n_x * n_w = 16 ``torch.matmul`` calls, timed in the same run.
+64x64 arrays, an 8-bit ADC, INT and FP (bw_e=8), noise-free (var=0, vnoise=0) with a full-range
+and a calibrated ADC, and with the defaults' noise (var=0.05, vnoise=0.05) and a calibrated ADC.
+
+Each slice pair costs at least one plain product of the full shape, so two floors are timed in
+the same run: 16 float32 ``torch.matmul`` and, where the CPU has them, 16 int8 ``torch._int_mm``
+of the same shape (slice values and DAC codes are small integers). A third line shows the bound
+in force: the engine must read every row-block separately (its ADC converts each row-block's
+currents), so its read is ``Tk`` products with an inner dimension of only 64; those alone,
+``torch.bmm`` in float32 and ``torch._int_mm`` in int8, are timed too.
 
 Run: ``python benchmarks/bench_core.py [--m 4000 --k 1000 --n 1200 --repeats 3]``.
 Each configuration runs in a fresh subprocess so its peak memory (max RSS) is its own.
@@ -17,6 +24,62 @@ import subprocess
 import sys
 import time
 
+SLICES = [1, 1, 4, 4]
+CONFIGS = [  # (format, ADC range, var, vnoise)
+    ("INT", "full", 0.0, 0.0), ("INT", "calibrated", 0.0, 0.0),
+    ("INT", "calibrated", 0.05, 0.05),
+    ("FP", "full", 0.0, 0.0), ("FP", "calibrated", 0.0, 0.0), ("FP", "calibrated", 0.05, 0.05),
+]
+
+
+def best_time(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def int_mm_available() -> bool:
+    import torch
+
+    try:
+        a = torch.ones(32, 32, dtype=torch.int8)
+        return bool(torch._int_mm(a, a)[0, 0] == 32)
+    except (RuntimeError, AttributeError):
+        return False
+
+
+def floors(args) -> dict:
+    """The plain floors of the case, timed side by side (best of ``repeats``)."""
+    import torch
+
+    pairs = len(SLICES) ** 2
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 16, (args.m, args.k), generator=gen)
+    w = torch.randint(0, 16, (args.k, args.n), generator=gen)
+    xf, wf = x.float(), w.float()
+    out = {"fp32_s": best_time(lambda: [torch.matmul(xf, wf) for _ in range(pairs)],
+                               args.repeats), "int8_s": None, "rows_int8_s": None}
+    # the engine's read: per row-block, every (vector, input slice) against every array column
+    tk, rows = -(-args.k // 64), 64
+    codes = torch.randint(0, 16, (tk, args.m * len(SLICES), rows), generator=gen).float()
+    cells = torch.randint(0, 16, (tk, rows, len(SLICES) * args.n), generator=gen).float()
+    buffer = torch.empty(1, args.m * len(SLICES), len(SLICES) * args.n)
+    out["rows_fp32_s"] = best_time(lambda: [torch.bmm(codes[t:t + 1], cells[t:t + 1],
+                                                      out=buffer) for t in range(tk)],
+                                   args.repeats)
+    if int_mm_available():
+        xi, wi = x.to(torch.int8), w.to(torch.int8)
+        out["int8_s"] = best_time(lambda: [torch._int_mm(xi, wi) for _ in range(pairs)],
+                                  args.repeats)
+        ci, mi = codes.to(torch.int8), cells.to(torch.int8)
+        out["rows_int8_s"] = best_time(lambda: [torch._int_mm(ci[t], mi[t]) for t in range(tk)],
+                                       args.repeats)
+        assert torch.equal(torch._int_mm(ci[0], mi[0]).float(), torch.mm(codes[0], cells[0]))
+    return out
+
 
 def measure(args) -> dict:
     import torch
@@ -26,28 +89,27 @@ def measure(args) -> dict:
     torch.manual_seed(42)
     x_data = torch.randn(args.m, args.k)
     mat_data = torch.randn(args.k, args.n)
-    slices = [1, 1, 4, 4]
     bw_e = None if args.fmt == "INT" else 8
-    engine = DPETensor(var=0.0, seed=0, adc_range=args.adc_range)
-    x = SlicedData(torch.tensor(slices), bw_e=bw_e)
-    mat = SlicedData(torch.tensor(slices), bw_e=bw_e)
+    engine = DPETensor(var=args.var, vnoise=args.vnoise, radc=2**8, seed=0,
+                       adc_range=args.adc_range)
+    x = SlicedData(torch.tensor(SLICES), bw_e=bw_e)
+    mat = SlicedData(torch.tensor(SLICES), bw_e=bw_e)
     x.slice_data_imp(engine, x_data, transpose=True)
     mat.slice_data_imp(engine, mat_data)
     engine(x, mat)  # warm-up (programs the weights once, as a real chip would)
     sim_times, plain_times = [], []
-    for _ in range(args.repeats):
+    for _ in range(args.repeats):  # interleaved with the float floor: same load on both
         start = time.perf_counter()
         x.slice_data_imp(engine, x_data, transpose=True)  # inputs are sliced on every call
         result = engine(x, mat)
         sim_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        for _ in range(len(slices) * len(slices)):
+        for _ in range(len(SLICES) ** 2):
             torch.matmul(x_data, mat_data)
         plain_times.append(time.perf_counter() - start)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"fmt": args.fmt, "adc_range": args.adc_range, "sim_s": min(sim_times),
-            "plain_s": min(plain_times), "ratio": min(sim_times) / min(plain_times),
-            "peak_gb": peak_gb, "RE": RE(x_data @ mat_data, result)}
+    return {"sim_s": min(sim_times), "plain_s": min(plain_times), "peak_gb": peak_gb,
+            "RE": RE(x_data @ mat_data, result), "kernel": engine.last_read_kernel}
 
 
 def main():
@@ -57,24 +119,56 @@ def main():
     parser.add_argument("--n", type=int, default=1200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fmt", choices=["INT", "FP"], help=argparse.SUPPRESS)
-    parser.add_argument("--adc-range", default="full", dest="adc_range")
+    parser.add_argument("--adc-range", default="full", dest="adc_range", help=argparse.SUPPRESS)
+    parser.add_argument("--var", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--vnoise", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--floors", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floors:
+        print(json.dumps(floors(args)))
+        return
     if args.fmt:  # child process: one configuration
         print(json.dumps(measure(args)))
         return
-    print(f"x ({args.m}, {args.k}) @ W ({args.k}, {args.n}), slices [1,1,4,4] x [1,1,4,4], "
-          f"64x64 arrays, var=0; plain = 16 torch.matmul of the same shape")
-    print(f"{'format':6} {'ADC range':10} {'sim s':>8} {'plain s':>8} {'ratio':>6} "
-          f"{'peak GB':>8} {'RE':>8}")
-    for fmt in ("INT", "FP"):
-        for adc_range in ("full", "calibrated"):
-            child = [sys.executable, __file__, "--fmt", fmt, "--adc-range", adc_range,
-                     "--m", str(args.m), "--k", str(args.k), "--n", str(args.n),
-                     "--repeats", str(args.repeats)]
-            r = json.loads(subprocess.run(child, check=True, capture_output=True,
-                                          text=True).stdout)
-            print(f"{r['fmt']:6} {r['adc_range']:10} {r['sim_s']:8.2f} {r['plain_s']:8.2f} "
-                  f"{r['ratio']:6.2f} {r['peak_gb']:8.2f} {r['RE']:8.4f}")
+    shape = ["--m", str(args.m), "--k", str(args.k), "--n", str(args.n),
+             "--repeats", str(args.repeats)]
+
+    def child(*extra):
+        return json.loads(subprocess.run([sys.executable, __file__, *shape, *extra], check=True,
+                                         capture_output=True, text=True).stdout)
+
+    import torch
+
+    f = child("--floors")
+    print(f"x ({args.m}, {args.k}) @ W ({args.k}, {args.n}), slices {SLICES} x {SLICES}, "
+          f"64x64 arrays, 8-bit ADC; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    int8 = f["int8_s"] is not None
+    print(f"floors: 16 float32 matmul {f['fp32_s']:.3f} s; 16 int8 _int_mm "
+          + (f"{f['int8_s']:.3f} s" if int8 else "not available on this CPU (no kernel)"))
+    tk = -(-args.k // 64)
+    print(f"the engine's read alone ({tk} row-blocks, inner dimension 64): float32 bmm "
+          f"{f['rows_fp32_s']:.3f} s = {f['rows_fp32_s'] / f['fp32_s']:.2f} x the float "
+          "floor; int8 _int_mm " + (f"{f['rows_int8_s']:.3f} s = "
+                                    f"{f['rows_int8_s'] / f['fp32_s']:.2f} x" if int8 else "n/a"))
+    print()
+    print(f"{'format':6} {'ADC range':10} {'var':>5} {'vnoise':>6} {'sim s':>7} "
+          f"{'x fp32':>7} {'x int8':>7} {'x full':>7} {'peak GB':>8} {'RE':>8}  read kernel")
+    full_ratio = {}
+    for fmt, adc_range, var, vnoise in CONFIGS:
+        r = child("--fmt", fmt, "--adc-range", adc_range, "--var", str(var),
+                  "--vnoise", str(vnoise))
+        ratio = r["sim_s"] / r["plain_s"]  # against the float floor timed beside it
+        if adc_range == "full":
+            full_ratio[fmt] = ratio
+        vs_full = ("" if adc_range == "full" or var else
+                   f"{ratio / full_ratio[fmt]:.2f}")
+        vs_int8 = f"{r['sim_s'] / f['int8_s']:.2f}" if int8 else "n/a"
+        print(f"{fmt:6} {adc_range:10} {var:5.2f} {vnoise:6.2f} {r['sim_s']:7.2f} "
+              f"{ratio:7.2f} {vs_int8:>7} {vs_full:>7} {r['peak_gb']:8.2f} {r['RE']:8.4f}  "
+              f"{r['kernel']}")
+    print("x fp32: against 16 float32 matmul timed beside it; x int8: against 16 int8 _int_mm "
+          "(floors above); x full: calibrated against the full range, noise-free")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CircuitSolution",
     "input_admittance",
+    "int8_matmul_fits",
+    "integer_read_matrix",
     "read_currents",
     "read_power",
     "read_matrix",
@@ -514,15 +516,18 @@ def read_power(codes: torch.Tensor, drive: torch.Tensor, volts_per_code: torch.T
 
 
 def read_currents(codes, matrix, noise_matrix, read_noise, generator, out=None,
-                  scratch=None):
+                  scratch=None, divisor=None):
     """Column currents of every (input slice, array) pair, in code units.
 
     Args:
-        codes: DAC codes ``(Tk, M * n_x, rows)``, vector-major.
-        matrix: read matrix ``(Tk, rows, n_arrays * N)``, array-major.
+        codes: DAC codes ``(Tk, M * n_x, rows)``, vector-major: float, or int8 integer codes
+            (see below).
+        matrix: read matrix ``(Tk, rows, n_arrays * N)``, array-major, in the codes' dtype.
         noise_matrix: matching read-noise matrix, or ``None``.
         read_noise: relative standard deviation of every cell's conductance on every read.
         generator: random source of the read noise.
+        divisor: broadcastable to the currents (e.g. ``(1, M * n_x, 1)``): every current is
+            divided by it after its sum (an ADC step in code units), or ``None``.
 
     Returns:
         ``(Tk, M * n_x, n_arrays * N)``, i.e. ``(Tk, M, n_x, n_arrays, N)`` flattened. With
@@ -532,10 +537,26 @@ def read_currents(codes, matrix, noise_matrix, read_noise, generator, out=None,
         noise costs one more product, not one per cell.
 
         ``out`` (the currents) and ``scratch`` (two more tensors of their shape, for the read
-        noise) are reused buffers, so that a product read chunk by chunk does not allocate
-        (and leave the allocator holding) a fresh buffer per chunk.
+        noise; for int8 codes one int32 tensor of their shape) are reused buffers, so that a
+        product read chunk by chunk does not allocate (and leave the allocator holding) a fresh
+        buffer per chunk.
+
+    int8 codes and matrix (a noise-free read of integer codes on integer conductance levels,
+    see :func:`integer_read_matrix`) are summed exactly in int32 on the CPU's or GPU's integer
+    matrix units (``torch._int_mm``), then written to ``out`` (float) as ``sum / divisor``:
+    the same numbers, element for element, as the float read of the same integers, whose sums
+    are exact too (at most ``2**24``). ``out`` is required then.
     """
+    if codes.dtype == torch.int8:
+        sums = scratch if scratch is not None else torch.empty(out.shape, dtype=torch.int32,
+                                                               device=out.device)
+        for t in range(codes.shape[0]):  # torch._int_mm is 2-D; a chunk has few row-blocks
+            torch._int_mm(codes[t], matrix[t], out=sums[t])
+        out.copy_(sums)  # exact: the sums are at most 2**24 (a promoting torch.div is slower)
+        return out.div_(divisor) if divisor is not None else out
     currents = torch.bmm(codes, matrix, out=out)
+    if divisor is not None:
+        currents.div_(divisor)
     if noise_matrix is not None and read_noise > 0:
         std, noise = scratch if scratch is not None else (None, None)
         std = torch.bmm(codes * codes, noise_matrix, out=std).sqrt_()
@@ -543,3 +564,48 @@ def read_currents(codes, matrix, noise_matrix, read_noise, generator, out=None,
                             dtype=currents.dtype, out=noise)
         currents.addcmul_(std, noise, value=read_noise)
     return currents
+
+
+#: Devices (by type) whose torch has int8 matrix products (``torch._int_mm``), probed once.
+_INT8_MATMUL: dict[str, bool] = {}
+
+
+def int8_matmul_fits(device: torch.device, m: int, k: int, n: int) -> bool:
+    """Whether ``torch._int_mm`` runs on ``device`` (probed once per device type) for
+    ``(m, k) @ (k, n)`` products: any shape on the CPU; on CUDA more than 16 rows and ``k``,
+    ``n`` multiples of 8."""
+    if device.type not in _INT8_MATMUL:
+        try:
+            probe = torch.ones(32, 32, dtype=torch.int8, device=device)
+            _INT8_MATMUL[device.type] = bool(torch._int_mm(probe, probe)[0, 0].item() == 32)
+        except (RuntimeError, AttributeError, NotImplementedError):
+            _INT8_MATMUL[device.type] = False
+    if device.type == "cuda" and (m <= 16 or k % 8 or n % 8):
+        return False
+    return _INT8_MATMUL[device.type]
+
+
+def integer_read_matrix(codes: torch.Tensor, matrix: torch.Tensor,
+                        rows_used: int) -> torch.Tensor | None:
+    """The read matrix as int8 if the read is one of small integers, else ``None``.
+
+    It is when the codes are float32 (a float64 product stays in float64), every DAC code and
+    every matrix entry is an integer in [-127, 127] (no variation, drift, wires or input noise:
+    levels and codes are then exact small integers) and every sum of ``rows_used`` products
+    stays at most ``2**24``, so that the float read of the same integers is exact too: both
+    reads give the same currents.
+
+    Args:
+        codes: DAC codes ``(Tk, rows, M, n_x)``; matrix: ``(Tk, rows, C')``.
+    """
+    if codes.dtype != torch.float32 or matrix.dtype != torch.float32:
+        return None
+    peaks = []
+    for values in (codes, matrix):
+        peak = float(values.abs().amax()) if values.numel() else 0.0
+        if peak > 127 or not torch.equal(values, values.round()):
+            return None
+        peaks.append(peak)
+    if rows_used * peaks[0] * peaks[1] > 2**24:
+        return None
+    return matrix.to(torch.int8)

@@ -45,7 +45,14 @@ import torch
 
 from .config import CrossbarConfig, level_scale, resolve_device, validate_time
 from .cost import Schedule, converter_bits, resolve_technology
-from .crossbar import read_currents, read_matrix, read_noise_matrix, read_power
+from .crossbar import (
+    int8_matmul_fits,
+    integer_read_matrix,
+    read_currents,
+    read_matrix,
+    read_noise_matrix,
+    read_power,
+)
 from .devices import ProgrammedArrays, check_widths, program, read_at
 from .devices.compensation import global_drift_gain
 from .peripherals import adc_step, convert, dac_full_scale, dac_scale, drive, read_slices
@@ -78,9 +85,17 @@ class DPETensor:
         device: where the simulation runs; default CPU. Operands must live there.
         chunk_elements: how many currents one chunk of work may hold (memory stays bounded by
             about ``4 * chunk_elements`` bytes for float32 beyond the operands).
-        calibration_elements: with ``adc_range="calibrated"``, products with at most this many
-            currents keep them between calibrating and converting (at most 512 MB in float32
-            by default); larger ones read every array twice instead.
+        calibration_elements: with a calibrated ADC, the currents one calibration needs (one
+            row-block's, for ``"calibrated"``; the whole product's, for
+            ``"calibrated-symmetric"``) are kept between calibrating and converting if they are
+            at most this many (512 MB in float32 by default); more are read twice instead.
+        read_kernel: how arrays are read. ``"auto"`` (default): a noise-free read of integer
+            codes on integer conductance levels (no variation, drift, wires, input or read
+            noise; float32 operands) sums its currents exactly on the integer matrix units of
+            the CPU or GPU (int8 ``torch._int_mm``) where it has them, every other read in the
+            operands' float dtype. ``"float"``: every read in the float dtype. Both give the same
+            numbers, element for element; ``engine.last_read_kernel`` says which one the last
+            product used (``"int8"``, ``"float32"`` or ``"float64"``).
         technology: a :class:`~mpimpy.cost.Technology`, a preset name (``"isaac-32nm"``), a
             dict of fields or a YAML/JSON file: the engine then estimates the energy, latency
             and area of every product and keeps the last one as ``engine.last_cost`` (a
@@ -93,7 +108,7 @@ class DPETensor:
                  seed=None, device=None, chunk_elements=2**22, calibration_elements=2**27,
                  unit_column=False, level_mapping="integer", input_encoding="twos_complement",
                  technology=None, device_model="lognormal", drift_compensation="none",
-                 t_inference=0.0):
+                 t_inference=0.0, read_kernel="auto"):
         self.config = CrossbarConfig(
             HGS=HGS, LGS=LGS, g_level=g_level, level_mapping=level_mapping, var=var,
             read_noise=read_noise, vnoise=vnoise,
@@ -118,6 +133,10 @@ class DPETensor:
             raise ValueError(f"calibration_elements must be a non-negative integer, got "
                              f"{calibration_elements!r}")
         self.calibration_elements = calibration_elements
+        if read_kernel not in ("auto", "float"):
+            raise ValueError(f"read_kernel must be 'auto' or 'float', got {read_kernel!r}")
+        self.read_kernel = read_kernel
+        self.last_read_kernel: str | None = None
         if isinstance(seed, torch.Generator):
             if resolve_device(seed.device) != self.device:
                 raise ValueError(f"seed: the generator is on {seed.device}, the engine on "
@@ -421,7 +440,7 @@ class DPETensor:
         currents (at least one input vector on one row-block per chunk)."""
         mc = min(m, max(1, self.chunk_elements // per_row))
         tc = min(tk, max(1, self.chunk_elements // (per_row * mc)))
-        return [(slice(m0, m0 + mc), slice(t0, t0 + tc))
+        return [(slice(m0, min(m0 + mc, m)), slice(t0, min(t0 + tc, tk)))
                 for m0 in range(0, m, mc) for t0 in range(0, tk, tc)]
 
     def _read_convert_accumulate(self, codes, matrix, noise_matrix, x_weight, w_weight,
@@ -458,115 +477,85 @@ class DPETensor:
         # one shift-add weight per (input slice, array) pair, per code unit of current
         pair_weight = (x_weight.view(-1, 1) * w_weight.view(1, -1)).flatten()
 
+        # The read's kernel: a noise-free read of small integer codes on integer levels is
+        # exact, so it may run on the integer matrix units (int8 in, int32 sums) and give the
+        # same currents as the float read (see crossbar.integer_read_matrix).
+        noisy = noise_matrix is not None and cfg.read_noise > 0
+        integer_matrix = None if noisy else integer_read_matrix(codes, matrix, rows)
+        fewest_rows = min(c[0].stop - c[0].start for c in chunks) * n_x  # of one chunk's read
+        int8_read = (integer_matrix is not None and self.read_kernel == "auto"
+                     and int8_matmul_fits(codes.device, fewest_rows, rows, matrix.shape[-1]))
+        self.last_read_kernel = "int8" if int8_read else str(codes.dtype).removeprefix("torch.")
+
+        step_after = None  # a fixed ADC's step per input slice, dividing the exact sums
         if cfg.radc is not None and not calibrated:
-            # A fixed ADC range: scale the codes so currents come out in ADC levels.
+            # A fixed ADC range: currents come out in ADC levels. Inexact reads divide the
+            # codes (fewer than the currents); exact ones their sums, so that both kernels
+            # round the same integers.
             fraction = 1.0 if cfg.adc_range == "full" else cfg.adc_range
             step = adc_step(full_scale * fraction, cfg.radc, bipolar)
-            codes = codes / step.to(codes)
+            if integer_matrix is None:
+                codes = codes / step.to(codes)
+            else:
+                step_after = step.to(codes)
             pair_weight = pair_weight * step.repeat_interleave(n_a)
 
         workspace = _Workspace(codes.dtype, self.device)
 
-        def read(chunk, reuse=True):
+        def read(chunk, out=None):
+            """The chunk's currents ``(Tk', M', n_x, n_a, C)``, into ``out`` (a contiguous
+            tensor of as many elements) or else the reused chunk buffer."""
             ms, ts = chunk
             block = codes[ts, :, ms]  # (Tk', rows, M', n_x)
             t, _, mc, _ = block.shape
             shape = (t, mc * n_x, n_a * n_cols)
-            noisy = noise_matrix is not None and cfg.read_noise > 0
-            # (Tk', M' * n_x, rows) as a transposed view: the product reads it without a copy
+            # (Tk', M' * n_x, rows) as a transposed view: the float product reads it without a
+            # copy; the integer one takes it as contiguous int8
+            block = block.reshape(t, rows, mc * n_x).transpose(1, 2)
+            if int8_read:
+                block = workspace.get("int8 codes", block.shape, torch.int8).copy_(block)
+                scratch = workspace.get("sums", shape, torch.int32)
+            else:
+                scratch = (workspace.get("std", shape), workspace.get("noise", shape)) \
+                    if noisy else None
             currents = read_currents(
-                block.reshape(t, rows, mc * n_x).transpose(1, 2), matrix[ts],
+                block, (integer_matrix if int8_read else matrix)[ts],
                 None if noise_matrix is None else noise_matrix[ts], cfg.read_noise,
-                self.generator, out=workspace.get("currents", shape) if reuse else None,
-                scratch=(workspace.get("std", shape), workspace.get("noise", shape))
-                if noisy else None)
+                self.generator,
+                out=workspace.get("currents", shape) if out is None else out.view(shape),
+                scratch=scratch,
+                divisor=None if step_after is None else step_after.repeat(mc).view(1, -1, 1))
             return currents.view(t, mc, n_x, n_a, n_cols)
-
-        kept, array_range = None, None
-        if calibrated:
-            # The ranges are set by the currents of the whole product, so all currents are read
-            # before any is converted. They are kept for the conversion if they fit in
-            # calibration_elements; otherwise they are read again, the generator rewound so that
-            # the second read draws the same read noise.
-            per_array = cfg.adc_range == "calibrated"
-            if per_array:
-                # every array's ADCs convert its own columns: one range per (row-block, slice
-                # pair, column block of arrays), [min, max] of the currents it converts
-                tn = arrays.positive.shape[2]
-                block_of = (arrays.columns // arrays.tile.cols).to(self.device)  # (C,)
-                shape = (tk, n_x, n_a, tn)
-                low = torch.full(shape, torch.inf, dtype=torch.float64, device=self.device)
-                high = torch.full(shape, -torch.inf, dtype=torch.float64, device=self.device)
-            else:
-                low = torch.full((n_x, n_a), torch.inf, dtype=torch.float64)
-                high = torch.full((n_x, n_a), -torch.inf, dtype=torch.float64)
-
-            def calibrate(chunk, currents):
-                _, ts = chunk
-                t = currents.shape[0]
-                # over the vectors first: a reduction down the outer axis reads memory in order
-                flat = currents.view(t, -1, n_x * n_a * n_cols)
-                chunk_low = flat.amin(1).double().view(t, n_x, n_a, n_cols)
-                chunk_high = flat.amax(1).double().view(t, n_x, n_a, n_cols)
-                if per_array:
-                    index = block_of.expand(t, n_x, n_a, n_cols)
-                    low[ts] = low[ts].scatter_reduce(-1, index, chunk_low, "amin")
-                    high[ts] = high[ts].scatter_reduce(-1, index, chunk_high, "amax")
-                else:  # one range per slice pair over the whole product
-                    low.copy_(torch.minimum(low, chunk_low.amin((0, 3)).cpu()))
-                    high.copy_(torch.maximum(high, chunk_high.amax((0, 3)).cpu()))
-
-            keep = len(chunks) == 1 or m * tk * n_x * n_a * n_cols <= self.calibration_elements
-            state = self.generator.get_state()
-            kept = [] if keep else None
-            for chunk in chunks:
-                currents = read(chunk, reuse=not keep)  # kept currents need buffers of their own
-                calibrate(chunk, currents)
-                if keep:
-                    kept.append(currents)
-            if not keep:
-                self.generator.set_state(state)
-            if per_array:
-                # code c reads low + c * step, every one of the radc levels on [min, max]
-                step = adc_step(high - low, cfg.radc, False)
-                # per read column (Tk, 1, n_x, n_a, C), and what the lower ends add up to in the
-                # shift-add of each column (Tk, C)
-                array_range = tuple(v.index_select(-1, block_of).unsqueeze(1).to(codes)
-                                    for v in (low, step))
-                lows = array_range[0][:, 0]  # (Tk, n_x, n_a, C)
-                if gain is not None:  # the drift gain scales what the ADC read, offset included
-                    lows = lows * gain.view(tk, 1, n_a, n_cols)
-                range_offset = torch.einsum("tsac,sa->tc", lows,
-                                            pair_weight.view(n_x, n_a).to(codes))
-            else:
-                # zero current stays at code 0: [0, max], or +-max|I| for a bipolar ADC
-                peak = torch.maximum(high, -low) if bipolar else high
-                pair_step = adc_step(peak.clamp_min(0), cfg.radc, bipolar)
-                pair_weight = pair_weight * pair_step.flatten()
-                pair_step = pair_step.to(codes).view(1, 1, n_x, n_a, 1)
 
         pair_weight = pair_weight.to(codes)
         y = torch.zeros(m, n, dtype=codes.dtype, device=self.device)
-        for index, chunk in enumerate(chunks):
+
+        def convert_accumulate(chunk, currents, weights, array_range=None, range_offset=None,
+                               pair_step=None):
+            """Stages 6-7 on one chunk's currents ``(Tk', M', n_x, n_a, C)``, added into y.
+
+            ``weights``: the shift-add weight of each slice pair ``(n_x * n_a,)``.
+            ``array_range``: the calibrated (lower end, step) of every read column of these
+            row-blocks and ``range_offset`` what the lower ends add up to; ``pair_step``: the
+            step of a whole-product calibration; both ``None`` for a fixed ADC range.
+            """
             ms, ts = chunk
-            # (Tk', M', n_x, n_a, N)
-            currents = read(chunk) if kept is None else kept[index]
             t, mc = currents.shape[:2]
             if array_range is not None:
-                low_c, step_c = (v[ts] for v in array_range)
+                low_c, step_c = array_range
                 convert(currents.sub_(low_c).div_(step_c), cfg.radc, False).mul_(step_c)
             elif cfg.radc is not None:
-                if calibrated:
+                if pair_step is not None:
                     currents.div_(pair_step)
                 convert(currents, cfg.radc, bipolar)
             if gain is not None:  # digital, after the ADC
                 currents.mul_(gain[ts].view(t, 1, 1, n_a, n_cols))
             # shift-add: one weighted sum over the slice pairs of every output
-            partial = torch.matmul(pair_weight, currents.view(t * mc, n_x * n_a, n_cols),
+            partial = torch.matmul(weights, currents.view(t * mc, n_x * n_a, n_cols),
                                    out=workspace.get("partial", (t * mc, n_cols)))
             partial = partial.view(t, mc, n_cols)
-            if array_range is not None:
-                partial.add_(range_offset[ts].unsqueeze(1))  # the ranges' lower ends
+            if range_offset is not None:
+                partial.add_(range_offset.unsqueeze(1))  # the ranges' lower ends
             partial = self._remove_bias(partial, arrays, None if bias_per_vector is None
                                         else bias_per_vector[ts, ms].unsqueeze(-1))
             if bias_per_column is not None:
@@ -574,6 +563,100 @@ class DPETensor:
             # rescale each row-block by its block scales and add the row-blocks up
             partial.mul_(scale_x[ms, ts].t().unsqueeze(-1)).mul_(scale_w[ts].unsqueeze(1))
             y[ms] += partial[0] if t == 1 else partial.sum(0)
+
+        if not calibrated:
+            for chunk in chunks:
+                convert_accumulate(chunk, read(chunk), pair_weight)
+            return y
+
+        # A calibrated ADC's ranges are set by the currents it converts, so a group of currents
+        # is read in full before any of it is converted: with one range per array (the
+        # default), each row-block on its own, since no range spans row-blocks; with one range
+        # per slice pair, the whole product. A group's currents are kept between calibrating
+        # and converting if they fit in calibration_elements; otherwise the group is read
+        # again, the generator rewound so that the second read draws the same read noise.
+        per_array = cfg.adc_range == "calibrated"
+        if per_array:
+            # every array's ADCs convert its own columns: one range per (row-block, slice pair,
+            # column block of arrays), [min, max] of the currents it converts
+            tn = arrays.positive.shape[2]
+            block_of = (arrays.columns // arrays.tile.cols).to(self.device)  # (C,)
+            by_row_block: dict[int, list] = {}
+            for chunk in chunks:
+                by_row_block.setdefault(chunk[1].start, []).append(chunk)
+            groups = list(by_row_block.values())
+        else:
+            groups = [chunks]
+
+        def calibrate(group_chunks):
+            """[min, max] of the group's currents: per (row-block, slice pair, column block)
+            ``(Tk', n_x, n_a, Tn)`` for per-array ranges, else per slice pair ``(n_x, n_a)``;
+            and the currents if they were kept (else ``None``)."""
+            ts = group_chunks[0][1]
+            t = ts.stop - ts.start if per_array else tk
+            shape = (t, n_x, n_a, tn) if per_array else (n_x, n_a)
+            low = torch.full(shape, torch.inf, dtype=torch.float64, device=self.device)
+            high = torch.full(shape, -torch.inf, dtype=torch.float64, device=self.device)
+            size = sum((c[0].stop - c[0].start) * (c[1].stop - c[1].start)
+                       for c in group_chunks) * n_x * n_a * n_cols
+            keep = len(group_chunks) == 1 or size <= self.calibration_elements
+            kept = [] if keep else None
+            # Kept currents go to one buffer of the group's size (reused from group to group;
+            # each chunk a contiguous part of it), unless the group is one chunk
+            group = None
+            if keep and len(group_chunks) > 1:
+                t0 = ts.start if per_array else 0
+                group = workspace.get("kept", (t, m, n_x * n_a * n_cols))
+            for chunk in group_chunks:
+                ms, cts = chunk
+                currents = read(chunk, None if group is None else
+                                group[cts.start - t0:cts.stop - t0, ms])
+                # over the vectors first: a reduction down the outer axis reads memory in order
+                flat = currents.view(currents.shape[0], -1, n_x * n_a * n_cols)
+                # (amin and amax apart: torch.aminmax is several times slower down this axis)
+                chunk_low, chunk_high = (v.double().view(-1, n_x, n_a, n_cols)
+                                         for v in (flat.amin(1), flat.amax(1)))
+                if per_array:
+                    index = block_of.expand(chunk_low.shape)
+                    low.copy_(low.scatter_reduce(-1, index, chunk_low, "amin"))
+                    high.copy_(high.scatter_reduce(-1, index, chunk_high, "amax"))
+                else:  # one range per slice pair over the whole product
+                    low.copy_(torch.minimum(low, chunk_low.amin((0, 3))))
+                    high.copy_(torch.maximum(high, chunk_high.amax((0, 3))))
+                if keep:
+                    kept.append(currents)
+            return low, high, kept
+
+        for group in groups:
+            state = self.generator.get_state()
+            low, high, kept = calibrate(group)
+            if kept is None:
+                self.generator.set_state(state)
+            ranges = {"weights": pair_weight}
+            if per_array:
+                ts = group[0][1]
+                # code c reads low + c * step, every one of the radc levels on [min, max]; per
+                # read column (Tk', 1, n_x, n_a, C)
+                step = adc_step(high - low, cfg.radc, False)
+                low_c, step_c = (v.index_select(-1, block_of).unsqueeze(1).to(codes)
+                                 for v in (low, step))
+                lows = low_c[:, 0]  # (Tk', n_x, n_a, C)
+                if gain is not None:  # the drift gain scales what the ADC read, offset included
+                    lows = lows * gain[ts].view(-1, 1, n_a, n_cols)
+                # what the lower ends add up to in the shift-add of each column (Tk', C)
+                ranges["range_offset"] = torch.einsum("tsac,sa->tc", lows,
+                                                      pair_weight.view(n_x, n_a))
+                ranges["array_range"] = (low_c, step_c)
+            else:
+                # zero current stays at code 0: [0, max], or +-max|I| for a bipolar ADC
+                peak = torch.maximum(high, -low) if bipolar else high
+                pair_step = adc_step(peak.clamp_min(0), cfg.radc, bipolar)
+                ranges["weights"] = pair_weight * pair_step.flatten().to(codes)
+                ranges["pair_step"] = pair_step.to(codes).view(1, 1, n_x, n_a, 1)
+            for index, chunk in enumerate(group):
+                currents = read(chunk) if kept is None else kept[index]
+                convert_accumulate(chunk, currents, **ranges)
+            del kept  # the next group's currents take their place
         return y
 
     @staticmethod
@@ -655,11 +738,13 @@ class _Workspace:
         self.dtype, self.device = dtype, device
         self.buffers: dict[str, torch.Tensor] = {}
 
-    def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype | None = None
+            ) -> torch.Tensor:
         size = 1
         for n in shape:
             size *= n
         buffer = self.buffers.get(name)
         if buffer is None or buffer.numel() < size:
-            buffer = self.buffers[name] = torch.empty(size, dtype=self.dtype, device=self.device)
+            buffer = self.buffers[name] = torch.empty(size, dtype=dtype or self.dtype,
+                                                      device=self.device)
         return buffer[:size].view(shape)

@@ -238,15 +238,24 @@ def python_slices(value: int, widths, signed_magnitude: bool) -> list[int]:
     return out
 
 
+# (chunk_elements, calibration_elements): one chunk; chunks of 2 vectors x 1 row-block whose
+# currents are kept between calibrating and converting; the same chunks read twice; chunks of
+# every vector x 2 row-blocks (of 3: the last chunk holds one)
+CHUNKINGS = [(2**22, 2**27), (200, 2**27), (200, 0), (960, 2**27)]
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS,
+                         ids=["one-chunk", "kept", "read-twice", "row-block-pairs"])
 @pytest.mark.parametrize("adc_range", ["calibrated", "calibrated-symmetric"])
 @pytest.mark.parametrize("mapping", ["offset", "diffpair"])
-def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range):
+def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range, chunking):
     """A coarse calibrated ADC, rebuilt pair by pair: every (input slice, weight slice) pair's
     currents are integer dot products. ``"calibrated"``: each array's ADC (one row-block, one
     column block of 4, one slice pair) has the range [min, max] of the currents it converts over
     the whole product, with all radc levels; ``"calibrated-symmetric"``: one range per pair,
     its largest current (|current| for the bipolar ADC, (radc - 1) // 2 levels a side), zero
-    at code 0. Each current is rounded to its range's levels."""
+    at code 0. Each current is rounded to its range's levels. Whatever the chunks the engine
+    reads the currents in, each range is the one of all the currents it converts."""
     widths, rows, radc, g_level = [1, 1, 2, 4], 8, 16, 16
     # Conductances that are sums of powers of two, so the engine's currents are the exact
     # integers below (integer currents often sit exactly half-way between two ADC levels, and
@@ -254,7 +263,8 @@ def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range):
     lgs, step = 2.0**-17, 2.0**-14
     engine = DPETensor(var=0.0, vnoise=0.0, rdac=None, radc=radc, g_level=g_level,
                        LGS=lgs, HGS=lgs + (g_level - 1) * step, mapping=mapping,
-                       adc_range=adc_range, seed=0)
+                       adc_range=adc_range, seed=0, chunk_elements=chunking[0],
+                       calibration_elements=chunking[1])
     gen = torch.Generator().manual_seed(7)
     x = SlicedData(widths, paral_size=(rows, 4), quant_gran="per-matrix")
     mat = SlicedData(widths, paral_size=(rows, 4), quant_gran="per-matrix")
@@ -298,3 +308,68 @@ def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range):
         expected += x_weight[s] * w_weight[a] / level[a] * read.sum(0)
     expected *= float(x.block_step.max()) * float(mat.block_step.max())
     torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
+
+
+KERNEL_CASES = [  # engine settings, operand format, tile, whether the read is of integers
+    (dict(), None, (64, 64), True),
+    (dict(adc_range="calibrated"), None, (64, 64), True),
+    (dict(adc_range="calibrated-symmetric", mapping="diffpair"), None, (32, 16), True),
+    (dict(adc_range=0.5, mapping="diffpair", radc=2**5), 8, (64, 64), True),
+    (dict(adc_range="calibrated", input_encoding="offset_binary", chunk_elements=5000), 8,
+     (16, 16), True),
+    (dict(input_encoding="sign_magnitude", mapping="diffpair", adc_range="calibrated"), None,
+     (32, 32), True),
+    # every cell's LGS current rides on a bias-mapped read: levels + LGS / step, not integers
+    (dict(mapping="bias", unit_column=True), None, (32, 32), False),
+    (dict(rdac=2**8), None, (64, 64), False),  # 8-bit DAC codes (up to 255) exceed int8
+]
+
+
+@pytest.mark.parametrize("settings, bw_e, tile, integers", KERNEL_CASES)
+def test_the_integer_read_gives_the_float_reads_numbers(settings, bw_e, tile, integers):
+    """A noise-free float32 read of integer codes on integer levels runs on the integer matrix
+    units (int8 in, exact int32 sums) where the CPU has them, and its products are the float
+    read's, element for element: currents, ADC rounding, shift-add and all (K not a multiple of
+    the array, a partly filled last row-block, 1-D and batched inputs)."""
+    from mpimpy.crossbar import int8_matmul_fits
+
+    gen = torch.Generator().manual_seed(3)
+    x_data = torch.randn(2, 37, 150, generator=gen)
+    w_data = torch.randn(150, 45, generator=gen)
+    kernels, results = [], []
+    for read_kernel in ("auto", "float"):
+        engine = DPETensor(var=0.0, vnoise=0.0, seed=0, read_kernel=read_kernel, **settings)
+        x = SlicedData([1, 1, 2, 4], bw_e=bw_e, paral_size=tile)
+        mat = SlicedData([1, 1, 2, 4], bw_e=bw_e, paral_size=tile)
+        mat.slice_data_imp(engine, w_data)
+        outputs = []
+        for data in (x_data, x_data[0, 0]):
+            x.slice_data_imp(engine, data, transpose=True)
+            outputs.append(engine(x, mat))
+            kernels.append(engine.last_read_kernel)
+        results.append(outputs)
+    for auto, float_read in zip(*results, strict=True):
+        assert auto.dtype == torch.float32 and torch.equal(auto, float_read)
+    integer_units = integers and int8_matmul_fits(torch.device("cpu"), 37, 64, 64)
+    assert kernels == ["int8" if integer_units else "float32"] * 2 + ["float32"] * 2
+
+
+@pytest.mark.parametrize("settings", [dict(var=0.05), dict(vnoise=0.05),
+                                      dict(read_noise=0.05), dict(wire_resistance=2.93)])
+def test_reads_with_noise_or_wires_stay_float(settings):
+    """Variation, input or read noise and wires make the currents non-integer: the read stays in
+    the operands' float dtype, and a float64 product stays in float64 even when exact."""
+    gen = torch.Generator().manual_seed(4)
+    for dtype, extra in ((torch.float32, settings), (torch.float64, {})):
+        engine = DPETensor(seed=0, **{"var": 0.0, "vnoise": 0.0, **extra})
+        x, mat = SlicedData([1, 1, 2, 4]), SlicedData([1, 1, 2, 4])
+        mat.slice_data_imp(engine, torch.randn(64, 8, generator=gen, dtype=dtype))
+        x.slice_data_imp(engine, torch.randn(20, 64, generator=gen, dtype=dtype),
+                         transpose=True)
+        assert engine(x, mat).dtype == dtype
+        assert engine.last_read_kernel == str(dtype).removeprefix("torch.")
+
+
+def test_read_kernel_is_validated():
+    with pytest.raises(ValueError, match="read_kernel must be 'auto' or 'float'"):
+        DPETensor(read_kernel="int4")
