@@ -56,8 +56,19 @@ browser:
 test-browser: setup browser
 	$(PY) -m pytest -m browser
 
+# Every benchmark, each printing ratios measured side by side (benchmarks/README.md: what each
+# measures, its bound and the last results); about 9 minutes on 2 cores. The memory benchmark
+# runs at --m 2000 here: the same peak as the full size, in seconds instead of minutes.
 bench: setup
 	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_nn.py
+	$(PY) benchmarks/bench_cost.py --repeats 3
+	$(PY) benchmarks/bench_encodings.py
+	$(PY) benchmarks/bench_memory.py --m 2000
+	$(PY) benchmarks/bench_wire.py
+	$(PY) benchmarks/bench_wire_solver.py
+	$(PY) benchmarks/bench_explorer.py
+	$(PY) benchmarks/bench_cli.py
 
 # How fast the mpimpy command answers (--help, study list, validate, --dry-run)
 bench-cli: setup

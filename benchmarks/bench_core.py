@@ -9,7 +9,10 @@ the same run: 16 float32 ``torch.matmul`` and, where the CPU has them, 16 int8 `
 of the same shape (slice values and DAC codes are small integers). A third line shows the bound
 in force: the engine must read every row-block separately (its ADC converts each row-block's
 currents), so its read is ``Tk`` products with an inner dimension of only 64; those alone,
-``torch.bmm`` in float32 and ``torch._int_mm`` in int8, are timed too.
+``torch.bmm`` in float32 and ``torch._int_mm`` in int8, are timed too (each row-block whole: the
+engine reads them chunk by chunk, where the int8 products are faster still). The last column
+says which kernel the engine's read used: ``int8`` for the noise-free products (exact integers,
+on the VNNI/AMX units where the CPU has them), ``float32`` otherwise.
 
 Run: ``python benchmarks/bench_core.py [--m 4000 --k 1000 --n 1200 --repeats 3]``.
 Each configuration runs in a fresh subprocess so its peak memory (max RSS) is its own.

@@ -566,20 +566,37 @@ def read_currents(codes, matrix, noise_matrix, read_noise, generator, out=None,
     return currents
 
 
-#: Devices (by type) whose torch has int8 matrix products (``torch._int_mm``), probed once.
+#: Devices (by type) whose torch has fast int8 matrix products (``torch._int_mm``), probed
+#: once.
 _INT8_MATMUL: dict[str, bool] = {}
+
+#: CPU flags (Linux ``/proc/cpuinfo``) of integer dot-product units: without one, torch's
+#: int8 products run on a generic kernel, slower than the float ones.
+INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def _cpu_has_int8_units() -> bool:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo
+                          if line.startswith("flags")), [])
+    except OSError:  # not Linux: no way to tell, so the float read
+        return False
+    return any(flag in flags for flag in INT8_CPU_FLAGS)
 
 
 def int8_matmul_fits(device: torch.device, m: int, k: int, n: int) -> bool:
-    """Whether ``torch._int_mm`` runs on ``device`` (probed once per device type) for
-    ``(m, k) @ (k, n)`` products: any shape on the CPU; on CUDA more than 16 rows and ``k``,
-    ``n`` multiples of 8."""
+    """Whether fast int8 products (``torch._int_mm``) run on ``device`` for
+    ``(m, k) @ (k, n)``: on a CPU with integer dot-product units (VNNI or AMX, see
+    ``INT8_CPU_FLAGS``), any shape; on CUDA, more than 16 rows and ``k``, ``n`` multiples of 8.
+    Probed once per device type."""
     if device.type not in _INT8_MATMUL:
         try:
             probe = torch.ones(32, 32, dtype=torch.int8, device=device)
-            _INT8_MATMUL[device.type] = bool(torch._int_mm(probe, probe)[0, 0].item() == 32)
+            runs = bool(torch._int_mm(probe, probe)[0, 0].item() == 32)
         except (RuntimeError, AttributeError, NotImplementedError):
-            _INT8_MATMUL[device.type] = False
+            runs = False
+        _INT8_MATMUL[device.type] = runs and (device.type != "cpu" or _cpu_has_int8_units())
     if device.type == "cuda" and (m <= 16 or k % 8 or n % 8):
         return False
     return _INT8_MATMUL[device.type]
