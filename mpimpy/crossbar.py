@@ -545,13 +545,16 @@ def read_currents(codes, matrix, noise_matrix, read_noise, generator, out=None,
     see :func:`integer_read_matrix`) are summed exactly in int32 on the CPU's or GPU's integer
     matrix units (``torch._int_mm``), then written to ``out`` (float) as ``sum / divisor``:
     the same numbers, element for element, as the float read of the same integers, whose sums
-    are exact too (at most ``2**24``). ``out`` is required then.
+    are exact too (at most ``2**24``); without ``out``, the int32 sums are returned as they are.
     """
     if codes.dtype == torch.int8:
-        sums = scratch if scratch is not None else torch.empty(out.shape, dtype=torch.int32,
-                                                               device=out.device)
+        shape = (codes.shape[0], codes.shape[1], matrix.shape[-1])
+        sums = scratch if scratch is not None else torch.empty(shape, dtype=torch.int32,
+                                                               device=codes.device)
         for t in range(codes.shape[0]):  # torch._int_mm is 2-D; a chunk has few row-blocks
             torch._int_mm(codes[t], matrix[t], out=sums[t])
+        if out is None:  # the int32 sums themselves
+            return sums
         out.copy_(sums)  # exact: the sums are at most 2**24 (a promoting torch.div is slower)
         return out.div_(divisor) if divisor is not None else out
     currents = torch.bmm(codes, matrix, out=out)

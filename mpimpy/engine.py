@@ -84,11 +84,13 @@ class DPETensor:
             same seed and the same sequence of calls give bit-identical results.
         device: where the simulation runs; default CPU. Operands must live there.
         chunk_elements: how many currents one chunk of work may hold (memory stays bounded by
-            about ``4 * chunk_elements`` bytes for float32 beyond the operands).
+            about ``4 * chunk_elements`` bytes for float32 beyond the operands; int8 reads use
+            chunks of at most ``2**21``, which keep their currents in cache).
         calibration_elements: with a calibrated ADC, the currents one calibration needs (one
             row-block's, for ``"calibrated"``; the whole product's, for
             ``"calibrated-symmetric"``) are kept between calibrating and converting if they are
-            at most this many (512 MB in float32 by default); more are read twice instead.
+            at most this many (512 MB in float32 by default); more, and those of int8 reads
+            (cheaper to read again than to keep), are read twice instead.
         read_kernel: how arrays are read. ``"auto"`` (default): a noise-free read of integer
             codes on integer conductance levels (no variation, drift, wires, input or read
             noise; float32 operands) sums its currents exactly on the integer matrix units of
@@ -435,11 +437,11 @@ class DPETensor:
         return y.reshape(out_shape).to(out_dtype)
 
     # -- stages 5 to 7, chunk by chunk ------------------------------------------------------
-    def _chunks(self, tk, m, per_row):
-        """(rows of x, row-blocks) index ranges of chunks of at most ``chunk_elements``
-        currents (at least one input vector on one row-block per chunk)."""
-        mc = min(m, max(1, self.chunk_elements // per_row))
-        tc = min(tk, max(1, self.chunk_elements // (per_row * mc)))
+    def _chunks(self, tk, m, per_row, elements):
+        """(rows of x, row-blocks) index ranges of chunks of at most ``elements`` currents (at
+        least one input vector on one row-block per chunk)."""
+        mc = min(m, max(1, elements // per_row))
+        tc = min(tk, max(1, elements // (per_row * mc)))
         return [(slice(m0, min(m0 + mc, m)), slice(t0, min(t0 + tc, tk)))
                 for m0 in range(0, m, mc) for t0 in range(0, tk, tc)]
 
@@ -470,7 +472,6 @@ class DPETensor:
         n_a = len(w_weight)
         n_cols = matrix.shape[-1] // n_a
         n = n_cols - arrays.unit_columns
-        chunks = self._chunks(tk, m, n_x * n_a * n_cols)
         bipolar = cfg.bipolar_adc
         calibrated = cfg.radc is not None and cfg.adc_range in ("calibrated",
                                                                 "calibrated-symmetric")
@@ -482,9 +483,16 @@ class DPETensor:
         # same currents as the float read (see crossbar.integer_read_matrix).
         noisy = noise_matrix is not None and cfg.read_noise > 0
         integer_matrix = None if noisy else integer_read_matrix(codes, matrix, rows)
-        fewest_rows = min(c[0].stop - c[0].start for c in chunks) * n_x  # of one chunk's read
-        int8_read = (integer_matrix is not None and self.read_kernel == "auto"
-                     and int8_matmul_fits(codes.device, fewest_rows, rows, matrix.shape[-1]))
+        int8_read = False
+        if integer_matrix is not None and self.read_kernel == "auto":
+            # The int8 read is cheap enough that the passes after it (ADC, shift-add) set the
+            # pace: they run from cache only if a chunk's currents stay in it
+            chunks = self._chunks(tk, m, n_x * n_a * n_cols,
+                                  min(self.chunk_elements, INT8_CHUNK_ELEMENTS))
+            fewest_rows = min(c[0].stop - c[0].start for c in chunks) * n_x  # of one read
+            int8_read = int8_matmul_fits(codes.device, fewest_rows, rows, matrix.shape[-1])
+        if not int8_read:
+            chunks = self._chunks(tk, m, n_x * n_a * n_cols, self.chunk_elements)
         self.last_read_kernel = "int8" if int8_read else str(codes.dtype).removeprefix("torch.")
 
         step_after = None  # a fixed ADC's step per input slice, dividing the exact sums
@@ -502,9 +510,10 @@ class DPETensor:
 
         workspace = _Workspace(codes.dtype, self.device)
 
-        def read(chunk, out=None):
+        def read(chunk, out=None, integer_sums=False):
             """The chunk's currents ``(Tk', M', n_x, n_a, C)``, into ``out`` (a contiguous
-            tensor of as many elements) or else the reused chunk buffer."""
+            tensor of as many elements) or else the reused chunk buffer; with
+            ``integer_sums``, an int8 read's exact int32 sums as they are."""
             ms, ts = chunk
             block = codes[ts, :, ms]  # (Tk', rows, M', n_x)
             t, _, mc, _ = block.shape
@@ -522,7 +531,8 @@ class DPETensor:
                 block, (integer_matrix if int8_read else matrix)[ts],
                 None if noise_matrix is None else noise_matrix[ts], cfg.read_noise,
                 self.generator,
-                out=workspace.get("currents", shape) if out is None else out.view(shape),
+                out=None if integer_sums and int8_read else
+                workspace.get("currents", shape) if out is None else out.view(shape),
                 scratch=scratch,
                 divisor=None if step_after is None else step_after.repeat(mc).view(1, -1, 1))
             return currents.view(t, mc, n_x, n_a, n_cols)
@@ -599,7 +609,9 @@ class DPETensor:
             high = torch.full(shape, -torch.inf, dtype=torch.float64, device=self.device)
             size = sum((c[0].stop - c[0].start) * (c[1].stop - c[1].start)
                        for c in group_chunks) * n_x * n_a * n_cols
-            keep = len(group_chunks) == 1 or size <= self.calibration_elements
+            # (an int8 read costs less than keeping its currents out of cache: read again)
+            keep = len(group_chunks) == 1 or (size <= self.calibration_elements
+                                              and not int8_read)
             kept = [] if keep else None
             # Kept currents go to one buffer of the group's size (reused from group to group;
             # each chunk a contiguous part of it), unless the group is one chunk
@@ -609,8 +621,10 @@ class DPETensor:
                 group = workspace.get("kept", (t, m, n_x * n_a * n_cols))
             for chunk in group_chunks:
                 ms, cts = chunk
+                # currents read only to calibrate are not converted: the min and max of an int8
+                # read's sums are those of its currents
                 currents = read(chunk, None if group is None else
-                                group[cts.start - t0:cts.stop - t0, ms])
+                                group[cts.start - t0:cts.stop - t0, ms], integer_sums=not keep)
                 # over the vectors first: a reduction down the outer axis reads memory in order
                 flat = currents.view(currents.shape[0], -1, n_x * n_a * n_cols)
                 # (amin and amax apart: torch.aminmax is several times slower down this axis)
@@ -727,6 +741,12 @@ class DPETensor:
         if resolve_device(operand.data.device) != self.device:
             raise ValueError(f"{name} is on {operand.data.device} but the engine runs on "
                              f"{self.device}; pass device= to both")
+
+
+#: Currents per chunk of an int8 read (8 MB in float32), when chunk_elements allows: measured
+#: fastest on the development machine (2 MB of L2 per core, 32 MB of L3), where larger chunks
+#: leave the ADC and shift-add passes waiting on memory.
+INT8_CHUNK_ELEMENTS = 2**21
 
 
 class _Workspace:
