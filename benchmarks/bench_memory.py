@@ -1,14 +1,15 @@
 """Peak memory of a large product with a fixed and with a calibrated ADC range.
 
 The case of issue 17: x (20000, 2048) @ W (2048, 2048), INT8 [1, 1, 2, 4] slices, 64 x 64 arrays,
-an 8-bit ADC, float32. Its currents (21 G values) are far more than ``calibration_elements``, so
-the calibrated range reads every array twice, chunk by chunk. Each configuration runs in a fresh
-subprocess, so its peak resident memory (max RSS) is its own; chunk buffers are reused, so the
-peak is the operands plus a few chunks, whatever the number of chunks (target <= 3 GB).
+an 8-bit ADC, var 0.05, float32. One row-block's currents (655 M values) are more than
+``calibration_elements``, so the calibrated range reads every array twice, chunk by chunk. Each
+configuration runs in a fresh subprocess, so its peak resident memory (max RSS) is its own;
+chunk buffers are reused, so the peak is the operands (the inputs' DAC codes, 655 MB here, the
+largest) plus a few chunks, whatever the number of chunks (target <= 3 GB).
 
-Run: ``python benchmarks/bench_memory.py [--m 20000 --k 2048 --n 2048]`` (each product takes
-minutes on 2 cores at the full size; ``--m 2000`` gives the same peak in seconds, which is the
-point: the peak does not grow with the number of chunks).
+Run: ``python benchmarks/bench_memory.py [--m 20000 --k 2048 --n 2048]`` (about a minute per
+product on 2 cores at the full size; ``--m 2000``, as ``make bench`` runs it, takes seconds: ten
+times fewer inputs and chunks, a peak lower by the inputs' share only).
 """
 
 from __future__ import annotations

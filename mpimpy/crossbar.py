@@ -621,9 +621,10 @@ def integer_read_matrix(codes: torch.Tensor, matrix: torch.Tensor,
     if codes.dtype != torch.float32 or matrix.dtype != torch.float32:
         return None
     peaks = []
-    for values in (codes, matrix):
-        peak = float(values.abs().amax()) if values.numel() else 0.0
-        if peak > 127 or not torch.equal(values, values.round()):
+    for values in (matrix, codes):  # the matrix first: it is smaller, and often not integer
+        peak = max(float(values.amax()), -float(values.amin())) if values.numel() else 0.0
+        # one row-block at a time: no temporary the size of the codes
+        if peak > 127 or not all(torch.equal(block, block.round()) for block in values):
             return None
         peaks.append(peak)
     if rows_used * peaks[0] * peaks[1] > 2**24:

@@ -502,8 +502,8 @@ class DPETensor:
             # round the same integers.
             fraction = 1.0 if cfg.adc_range == "full" else cfg.adc_range
             step = adc_step(full_scale * fraction, cfg.radc, bipolar)
-            if integer_matrix is None:
-                codes = codes / step.to(codes)
+            if integer_matrix is None:  # in place: the codes are this product's own
+                codes = codes.div_(step.to(codes))
             else:
                 step_after = step.to(codes)
             pair_weight = pair_weight * step.repeat_interleave(n_a)
