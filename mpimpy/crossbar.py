@@ -74,11 +74,11 @@ __all__ = [
     "CircuitSolution",
     "input_admittance",
     "int8_matmul_fits",
-    "integer_read_matrix",
     "read_currents",
     "read_power",
     "read_matrix",
     "read_noise_matrix",
+    "small_integer_peak",
     "solve",
     "transfer_matrix",
 ]
@@ -542,7 +542,7 @@ def read_currents(codes, matrix, noise_matrix, read_noise, generator, out=None,
         buffer per chunk.
 
     int8 codes and matrix (a noise-free read of integer codes on integer conductance levels,
-    see :func:`integer_read_matrix`) are summed exactly in int32 on the CPU's or GPU's integer
+    see :func:`small_integer_peak`) are summed exactly in int32 on the CPU's or GPU's integer
     matrix units (``torch._int_mm``), then written to ``out`` (float) as ``sum / divisor``:
     the same numbers, element for element, as the float read of the same integers, whose sums
     are exact too (at most ``2**24``); without ``out``, the int32 sums are returned as they are.
@@ -605,28 +605,22 @@ def int8_matmul_fits(device: torch.device, m: int, k: int, n: int) -> bool:
     return _INT8_MATMUL[device.type]
 
 
-def integer_read_matrix(codes: torch.Tensor, matrix: torch.Tensor,
-                        rows_used: int) -> torch.Tensor | None:
-    """The read matrix as int8 if the read is one of small integers, else ``None``.
+def small_integer_peak(values: torch.Tensor) -> float | None:
+    """The largest ``|value|`` of float32 ``values`` if every one is an integer in
+    [-127, 127] (so int8 holds them exactly), else ``None``.
 
-    It is when the codes are float32 (a float64 product stays in float64), every DAC code and
-    every matrix entry is an integer in [-127, 127] (no variation, drift, wires or input noise:
-    levels and codes are then exact small integers) and every sum of ``rows_used`` products
-    stays at most ``2**24``, so that the float read of the same integers is exact too: both
-    reads give the same currents.
-
-    Args:
-        codes: DAC codes ``(Tk, rows, M, n_x)``; matrix: ``(Tk, rows, C')``.
+    Noise-free DAC codes and the read matrix of integer conductance levels are such integers
+    (no variation, drift, wires or input noise). Checked one slice of the first axis at a time:
+    no temporary the size of ``values``.
     """
-    if codes.dtype != torch.float32 or matrix.dtype != torch.float32:
+    if values.dtype != torch.float32:
         return None
-    peaks = []
-    for values in (matrix, codes):  # the matrix first: it is smaller, and often not integer
-        peak = max(float(values.amax()), -float(values.amin())) if values.numel() else 0.0
-        # one row-block at a time: no temporary the size of the codes
-        if peak > 127 or not all(torch.equal(block, block.round()) for block in values):
-            return None
-        peaks.append(peak)
-    if rows_used * peaks[0] * peaks[1] > 2**24:
+    peak = max(float(values.amax()), -float(values.amin())) if values.numel() else 0.0
+    if peak > 127 or not all(torch.equal(part, part.round()) for part in values):
         return None
-    return matrix.to(torch.int8)
+    return peak
+
+
+#: Sums of integer products up to this are exact in float32 (24-bit significand): a float read
+#: of such integers then gives the int8 read's currents exactly.
+EXACT_FLOAT32_SUM = 2**24

@@ -46,12 +46,13 @@ import torch
 from .config import CrossbarConfig, level_scale, resolve_device, validate_time
 from .cost import Schedule, converter_bits, resolve_technology
 from .crossbar import (
+    EXACT_FLOAT32_SUM,
     int8_matmul_fits,
-    integer_read_matrix,
     read_currents,
     read_matrix,
     read_noise_matrix,
     read_power,
+    small_integer_peak,
 )
 from .devices import ProgrammedArrays, check_widths, program, read_at
 from .devices.compensation import global_drift_gain
@@ -84,8 +85,8 @@ class DPETensor:
             same seed and the same sequence of calls give bit-identical results.
         device: where the simulation runs; default CPU. Operands must live there.
         chunk_elements: how many currents one chunk of work may hold (memory stays bounded by
-            about ``4 * chunk_elements`` bytes for float32 beyond the operands; int8 reads use
-            chunks of at most ``2**21``, which keep their currents in cache).
+            about ``4 * chunk_elements`` bytes for float32 beyond the operands; exact integer
+            reads use chunks of at most ``2**21``, which keep their currents in cache).
         calibration_elements: with a calibrated ADC, the currents one calibration needs (one
             row-block's, for ``"calibrated"``; the whole product's, for
             ``"calibrated-symmetric"``) are kept between calibrating and converting if they are
@@ -252,6 +253,17 @@ class DPETensor:
             cache[dtype] = (matrix, None if noise is None else noise.to(dtype))
         return cache[dtype] + ((cache["drive"],) if drive_admittance else ())
 
+    def _integer_matrix(self, mat: SlicedData, dtype) -> tuple[torch.Tensor, float] | None:
+        """The read matrix in int8 and its largest ``|entry|``, if it holds small integers
+        (float32 integer levels: no variation, drift or wires), else ``None``; cached with the
+        read matrices."""
+        cache = self._read_cache(mat)
+        if ("int8", dtype) not in cache:
+            matrix, _ = self._read_matrices(mat, dtype)
+            peak = small_integer_peak(matrix)
+            cache["int8", dtype] = None if peak is None else (matrix.to(torch.int8), peak)
+        return cache["int8", dtype]
+
     def _drift_gain(self, mat: SlicedData, dtype) -> torch.Tensor | None:
         """The digital gain of every converted column, ``(Tk, n_a * C)`` in ``dtype``, of
         ``drift_compensation="global"`` (:func:`mpimpy.devices.compensation.global_drift_gain`
@@ -370,6 +382,8 @@ class DPETensor:
         matrix, noise_matrix, *drive_admittance = self._read_matrices(
             mat, dtype, drive_admittance=measure_power)
         gain = self._drift_gain(mat, dtype)  # (Tk, n_a * C) or None
+        # the same matrix in int8 with its peak, for a noise-free read of integer levels
+        integer_matrix = self._integer_matrix(mat, dtype) if cfg.read_noise == 0 else None
         # stage 4: drive the inputs through the DACs, row-block by row-block. Offset-binary
         # weights (mapping="bias") read their bias on every input: without unit columns it is
         # removed digitally, from the noise-free DAC codes summed per row-block.
@@ -384,6 +398,8 @@ class DPETensor:
             # not be multiplied (the ADC's full scale below still counts every row).
             matrix, noise_matrix = (None if m is None else m[:, :k] for m in
                                     (matrix, noise_matrix))
+            if integer_matrix is not None:
+                integer_matrix = (integer_matrix[0][:, :k], integer_matrix[1])
 
         # Shift-add weight of each input slice read and of each weight array, per code unit: the
         # slice's power of two (negative for a two's complement sign slice) over the DAC codes
@@ -425,10 +441,12 @@ class DPETensor:
                       * w_weight.to(matrix).view(1, 1, -1, 1)).sum(2)
             x_weight, w_weight = torch.ones(1, dtype=torch.float64), torch.ones(
                 1, dtype=torch.float64)
+            integer_matrix = None  # weighted sums of levels
 
         y = self._read_convert_accumulate(codes, matrix, noise_matrix, x_weight, w_weight,
                                           full_scale, scale_x.to(dtype), scale_w.to(dtype),
-                                          arrays, bias_per_vector, bias_per_column, gain)
+                                          arrays, bias_per_vector, bias_per_column, gain,
+                                          integer_matrix)
         if self.technology is not None:
             from .cost import report
 
@@ -447,7 +465,7 @@ class DPETensor:
 
     def _read_convert_accumulate(self, codes, matrix, noise_matrix, x_weight, w_weight,
                                  full_scale, scale_x, scale_w, arrays, bias_per_vector,
-                                 bias_per_column, gain=None):
+                                 bias_per_column, gain=None, integer_matrix=None):
         """Stages 5-7 over chunks of input vectors and row-blocks.
 
         Args:
@@ -463,6 +481,8 @@ class DPETensor:
                 offset-binary weights and inputs to subtract, or ``None``.
             gain: ``(Tk, n_a * C)`` drift-compensation gain of every converted column, applied
                 after the ADC, or ``None``.
+            integer_matrix: ``matrix`` in int8 and its largest ``|entry|`` if it holds small
+                integers (see :meth:`_integer_matrix`), or ``None``.
 
         Returns:
             ``(M, N)`` in the codes' dtype.
@@ -480,19 +500,21 @@ class DPETensor:
 
         # The read's kernel: a noise-free read of small integer codes on integer levels is
         # exact, so it may run on the integer matrix units (int8 in, int32 sums) and give the
-        # same currents as the float read (see crossbar.integer_read_matrix).
+        # same currents as the float read.
         noisy = noise_matrix is not None and cfg.read_noise > 0
-        integer_matrix = None if noisy else integer_read_matrix(codes, matrix, rows)
-        int8_read = False
-        if integer_matrix is not None and self.read_kernel == "auto":
-            # The int8 read is cheap enough that the passes after it (ADC, shift-add) set the
-            # pace: they run from cache only if a chunk's currents stay in it
-            chunks = self._chunks(tk, m, n_x * n_a * n_cols,
-                                  min(self.chunk_elements, INT8_CHUNK_ELEMENTS))
-            fewest_rows = min(c[0].stop - c[0].start for c in chunks) * n_x  # of one read
-            int8_read = int8_matmul_fits(codes.device, fewest_rows, rows, matrix.shape[-1])
-        if not int8_read:
-            chunks = self._chunks(tk, m, n_x * n_a * n_cols, self.chunk_elements)
+        if integer_matrix is not None:
+            code_peak = small_integer_peak(codes)
+            exact = code_peak is not None and (
+                rows * code_peak * integer_matrix[1] <= EXACT_FLOAT32_SUM)
+            integer_matrix = integer_matrix[0] if exact else None
+        # An exact read is cheap on int8 units, so the passes after it (ADC, shift-add) set the
+        # pace: they run from cache only if a chunk's currents stay in it. Both kernels take the
+        # same chunks (the row-blocks' sums then add up in the same order: the same numbers).
+        chunks = self._chunks(tk, m, n_x * n_a * n_cols, self.chunk_elements if integer_matrix
+                              is None else min(self.chunk_elements, EXACT_READ_CHUNK_ELEMENTS))
+        fewest_rows = min(c[0].stop - c[0].start for c in chunks) * n_x  # of one read
+        int8_read = (integer_matrix is not None and self.read_kernel == "auto"
+                     and int8_matmul_fits(codes.device, fewest_rows, rows, matrix.shape[-1]))
         self.last_read_kernel = "int8" if int8_read else str(codes.dtype).removeprefix("torch.")
 
         step_after = None  # a fixed ADC's step per input slice, dividing the exact sums
@@ -743,10 +765,10 @@ class DPETensor:
                              f"{self.device}; pass device= to both")
 
 
-#: Currents per chunk of an int8 read (8 MB in float32), when chunk_elements allows: measured
-#: fastest on the development machine (2 MB of L2 per core, 32 MB of L3), where larger chunks
-#: leave the ADC and shift-add passes waiting on memory.
-INT8_CHUNK_ELEMENTS = 2**21
+#: Currents per chunk of an exact (integer) read (8 MB in float32), when chunk_elements allows:
+#: measured fastest for int8 reads on the development machine (2 MB of L2 per core, 32 MB of
+#: L3), where larger chunks leave the ADC and shift-add passes waiting on memory.
+EXACT_READ_CHUNK_ELEMENTS = 2**21
 
 
 class _Workspace:

@@ -373,3 +373,21 @@ def test_reads_with_noise_or_wires_stay_float(settings):
 def test_read_kernel_is_validated():
     with pytest.raises(ValueError, match="read_kernel must be 'auto' or 'float'"):
         DPETensor(read_kernel="int4")
+
+
+@pytest.mark.parametrize("adc_range", ["full", "calibrated"])
+def test_the_integer_read_gives_the_float_reads_numbers_on_many_chunks(adc_range):
+    """A product large enough for several chunks of several row-blocks each (default chunk
+    sizes): the int8 read and the float read still add the same currents in the same order."""
+    gen = torch.Generator().manual_seed(5)
+    x_data = torch.randn(1500, 150, generator=gen)
+    w_data = torch.randn(150, 45, generator=gen)
+    results = []
+    for read_kernel in ("auto", "float"):
+        engine = DPETensor(var=0.0, vnoise=0.0, seed=0, read_kernel=read_kernel,
+                           adc_range=adc_range)
+        x, mat = SlicedData([1, 1, 2, 4]), SlicedData([1, 1, 2, 4])
+        mat.slice_data_imp(engine, w_data)
+        x.slice_data_imp(engine, x_data, transpose=True)
+        results.append(engine(x, mat))
+    assert torch.equal(results[0], results[1])
