@@ -29,9 +29,8 @@ import time
 
 SLICES = [1, 1, 4, 4]
 CONFIGS = [  # (format, ADC range, var, vnoise)
-    ("INT", "full", 0.0, 0.0), ("INT", "calibrated", 0.0, 0.0),
-    ("INT", "calibrated", 0.05, 0.05),
-    ("FP", "full", 0.0, 0.0), ("FP", "calibrated", 0.0, 0.0), ("FP", "calibrated", 0.05, 0.05),
+    (fmt, adc_range, noise, noise) for fmt in ("INT", "FP") for noise in (0.0, 0.05)
+    for adc_range in ("full", "calibrated")
 ]
 
 
@@ -86,12 +85,12 @@ def measure(args) -> dict:
     mat_data = torch.randn(args.k, args.n)
     bw_e = None if args.fmt == "INT" else 8
     engine = DPETensor(var=args.var, vnoise=args.vnoise, radc=2**8, seed=0,
-                       adc_range=args.adc_range)
+                       adc_range=args.adc_range, compile=args.compile == "on")
     x = SlicedData(torch.tensor(SLICES), bw_e=bw_e)
     mat = SlicedData(torch.tensor(SLICES), bw_e=bw_e)
     x.slice_data_imp(engine, x_data, transpose=True)
     mat.slice_data_imp(engine, mat_data)
-    engine(x, mat)  # warm-up (programs the weights once, as a real chip would)
+    engine(x, mat)  # warm-up: programs the weights once, as a real chip would (and compiles)
     sim_times, plain_times = [], []
     for _ in range(args.repeats):  # interleaved with the float floor: same load on both
         start = time.perf_counter()
@@ -104,7 +103,8 @@ def measure(args) -> dict:
         plain_times.append(time.perf_counter() - start)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"sim_s": min(sim_times), "plain_s": min(plain_times), "peak_gb": peak_gb,
-            "RE": RE(x_data @ mat_data, result), "kernel": engine.last_read_kernel}
+            "RE": RE(x_data @ mat_data, result), "kernel": engine.last_read_kernel,
+            "convert": engine.last_convert_kernel}
 
 
 def main():
@@ -113,6 +113,9 @@ def main():
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--n", type=int, default=1200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", choices=["both", "off", "on"], default="both",
+                        help="time the engine uncompiled, compiled (DPETensor(compile=True)) "
+                             "or both (default)")
     parser.add_argument("--fmt", choices=["INT", "FP"], help=argparse.SUPPRESS)
     parser.add_argument("--adc-range", default="full", dest="adc_range", help=argparse.SUPPRESS)
     parser.add_argument("--var", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -148,22 +151,25 @@ def main():
                                     f"{f['rows_int8_s'] / f['fp32_s']:.2f} x" if int8 else "n/a"))
     print()
     print(f"{'format':6} {'ADC range':10} {'var':>5} {'vnoise':>6} {'sim s':>7} "
-          f"{'x fp32':>7} {'x int8':>7} {'x full':>7} {'peak GB':>8} {'RE':>8}  read kernel")
+          f"{'x fp32':>7} {'x int8':>7} {'x full':>7} {'peak GB':>8} {'RE':>8}  "
+          "read, ADC + shift-add")
     full_ratio = {}
     for fmt, adc_range, var, vnoise in CONFIGS:
-        r = child("--fmt", fmt, "--adc-range", adc_range, "--var", str(var),
-                  "--vnoise", str(vnoise))
-        ratio = r["sim_s"] / r["plain_s"]  # against the float floor timed beside it
-        if adc_range == "full":
-            full_ratio[fmt] = ratio
-        vs_full = ("" if adc_range == "full" or var else
-                   f"{ratio / full_ratio[fmt]:.2f}")
-        vs_int8 = f"{r['sim_s'] / f['int8_s']:.2f}" if int8 else "n/a"
-        print(f"{fmt:6} {adc_range:10} {var:5.2f} {vnoise:6.2f} {r['sim_s']:7.2f} "
-              f"{ratio:7.2f} {vs_int8:>7} {vs_full:>7} {r['peak_gb']:8.2f} {r['RE']:8.4f}  "
-              f"{r['kernel']}")
+        for compiled in ("off", "on") if args.compile == "both" else (args.compile,):
+            r = child("--fmt", fmt, "--adc-range", adc_range, "--var", str(var),
+                      "--vnoise", str(vnoise), "--compile", compiled)
+            ratio = r["sim_s"] / r["plain_s"]  # against the float floor timed beside it
+            if adc_range == "full":
+                full_ratio[fmt, var, compiled] = ratio
+            vs_full = "" if adc_range == "full" else \
+                f"{ratio / full_ratio[fmt, var, compiled]:.2f}"
+            vs_int8 = f"{r['sim_s'] / f['int8_s']:.2f}" if int8 else "n/a"
+            print(f"{fmt:6} {adc_range:10} {var:5.2f} {vnoise:6.2f} {r['sim_s']:7.2f} "
+                  f"{ratio:7.2f} {vs_int8:>7} {vs_full:>7} {r['peak_gb']:8.2f} "
+                  f"{r['RE']:8.4f}  {r['kernel']}, {r['convert']}")
     print("x fp32: against 16 float32 matmul timed beside it; x int8: against 16 int8 _int_mm "
-          "(floors above); x full: calibrated against the full range, noise-free")
+          "(floors above); x full: calibrated against the full range with the same noise and "
+          "kernels")
 
 
 if __name__ == "__main__":

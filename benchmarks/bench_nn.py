@@ -8,7 +8,7 @@ time; both are timed on the 1,000 test images in the same run (best of ``--repea
 interleaved) and their ratio is printed, with the accuracies and where the simulated time goes
 (inside the engine's ``MapReduceDot`` or in the layers: unfolding, reshaping).
 
-Run: ``python benchmarks/bench_nn.py [--repeats 3] [--vnoise 0.0] [--threads 2]``.
+Run: ``python benchmarks/bench_nn.py [--repeats 3] [--vnoise 0.0] [--threads 2] [--compile]``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def main():
     parser.add_argument("--adc-range", default="calibrated", dest="adc_range")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true",
+                        help="DPETensor(compile=True): the ADC and shift-add compiled")
     args = parser.parse_args()
 
     import torch
@@ -38,7 +40,7 @@ def main():
     model, info = mnn.pretrained("cnn", data, seed=args.seed)
     slices = [1, 1, 2, 4]
     engine = DPETensor(var=args.var, vnoise=args.vnoise, g_level=16, radc=2**8,
-                       adc_range=args.adc_range, seed=args.seed)
+                       adc_range=args.adc_range, seed=args.seed, compile=args.compile)
     hw = mnn.convert(model, engine, xblk=slices, mblk=slices, seed=args.seed).eval()
     x, y = data.x_test, data.y_test
     floor = len(slices) * len(slices)
@@ -55,6 +57,8 @@ def main():
 
     with torch.no_grad():
         hw(x[:8])  # programs the weights once, as a real chip would
+        if args.compile:
+            hw(x)  # compiles for the shapes of the whole test set
         sim, plain, in_engine = [], [], []
         for _ in range(args.repeats):
             engine_time[0] = 0.0

@@ -516,7 +516,7 @@ def read_power(codes: torch.Tensor, drive: torch.Tensor, volts_per_code: torch.T
 
 
 def read_currents(codes, matrix, noise_matrix, read_noise, generator, out=None,
-                  scratch=None, divisor=None):
+                  scratch=None):
     """Column currents of every (input slice, array) pair, in code units.
 
     Args:
@@ -526,8 +526,6 @@ def read_currents(codes, matrix, noise_matrix, read_noise, generator, out=None,
         noise_matrix: matching read-noise matrix, or ``None``.
         read_noise: relative standard deviation of every cell's conductance on every read.
         generator: random source of the read noise.
-        divisor: broadcastable to the currents (e.g. ``(1, M * n_x, 1)``): every current is
-            divided by it after its sum (an ADC step in code units), or ``None``.
 
     Returns:
         ``(Tk, M * n_x, n_arrays * N)``, i.e. ``(Tk, M, n_x, n_arrays, N)`` flattened. With
@@ -537,29 +535,22 @@ def read_currents(codes, matrix, noise_matrix, read_noise, generator, out=None,
         noise costs one more product, not one per cell.
 
         ``out`` (the currents) and ``scratch`` (two more tensors of their shape, for the read
-        noise; for int8 codes one int32 tensor of their shape) are reused buffers, so that a
-        product read chunk by chunk does not allocate (and leave the allocator holding) a fresh
-        buffer per chunk.
+        noise) are reused buffers, so that a product read chunk by chunk does not allocate (and
+        leave the allocator holding) a fresh buffer per chunk.
 
     int8 codes and matrix (a noise-free read of integer codes on integer conductance levels,
     see :func:`small_integer_peak`) are summed exactly in int32 on the CPU's or GPU's integer
-    matrix units (``torch._int_mm``), then written to ``out`` (float) as ``sum / divisor``:
-    the same numbers, element for element, as the float read of the same integers, whose sums
-    are exact too (at most ``2**24``); without ``out``, the int32 sums are returned as they are.
+    matrix units (``torch._int_mm``), into ``out`` (int32) if given: the same integers as the
+    float read of the same codes, whose sums are exact too (at most ``2**24``).
     """
     if codes.dtype == torch.int8:
         shape = (codes.shape[0], codes.shape[1], matrix.shape[-1])
-        sums = scratch if scratch is not None else torch.empty(shape, dtype=torch.int32,
-                                                               device=codes.device)
+        sums = out if out is not None else torch.empty(shape, dtype=torch.int32,
+                                                       device=codes.device)
         for t in range(codes.shape[0]):  # torch._int_mm is 2-D; a chunk has few row-blocks
             torch._int_mm(codes[t], matrix[t], out=sums[t])
-        if out is None:  # the int32 sums themselves
-            return sums
-        out.copy_(sums)  # exact: the sums are at most 2**24 (a promoting torch.div is slower)
-        return out.div_(divisor) if divisor is not None else out
+        return sums
     currents = torch.bmm(codes, matrix, out=out)
-    if divisor is not None:
-        currents.div_(divisor)
     if noise_matrix is not None and read_noise > 0:
         std, noise = scratch if scratch is not None else (None, None)
         std = torch.bmm(codes * codes, noise_matrix, out=std).sqrt_()

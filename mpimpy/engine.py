@@ -15,7 +15,9 @@ Follow one product through :meth:`DPETensor.MapReduceDot`:
    with ``drift_compensation="global"``, each array's output is scaled by its drift gain);
 7. **shift-add and rescale**: slice pairs are weighted by powers of two (sign slices negative),
    the bias of offset-binary weights is removed (``mapping="bias"``), row-blocks are summed
-   with their block scales.
+   with their block scales. The ADC and the weighted sum over the slice pairs are one function,
+   :func:`mpimpy.peripherals.convert_shift_add`, which ``compile=True`` runs as one compiled
+   pass over each chunk's currents (:mod:`mpimpy.jit`).
 
 Every product also leaves its :class:`~mpimpy.cost.Schedule` in ``engine.last_schedule``: the
 arrays, reads, conversions and word lines it used, read off the same tensors, and (when costs
@@ -56,7 +58,14 @@ from .crossbar import (
 )
 from .devices import ProgrammedArrays, check_widths, program, read_at
 from .devices.compensation import global_drift_gain
-from .peripherals import adc_step, convert, dac_full_scale, dac_scale, drive, read_slices
+from .peripherals import (
+    adc_step,
+    convert_shift_add,
+    dac_full_scale,
+    dac_scale,
+    drive,
+    read_slices,
+)
 from .slicing import SlicedData, bit_slices, check_sign_slice, encoding_bias, slice_weights
 from .tiling import check_block_alignment
 
@@ -99,6 +108,13 @@ class DPETensor:
             operands' float dtype. ``"float"``: every read in the float dtype. Both give the same
             numbers, element for element; ``engine.last_read_kernel`` says which one the last
             product used (``"int8"``, ``"float32"`` or ``"float64"``).
+        compile: ``True`` runs the passes after each chunk's read (the ADC, the shift-add, a
+            calibrated ADC's [min, max]) as one kernel compiled by ``torch.compile``
+            (:mod:`mpimpy.jit`): faster for long runs, after a compile of a few seconds once per
+            process; the numbers agree with the uncompiled ones to float32 round-off. Where
+            compiling fails (no C++ compiler), a warning says why and the passes run
+            uncompiled. ``False`` (default): uncompiled. ``engine.last_convert_kernel`` says
+            which ran (``"compiled"`` or ``"eager"``).
         technology: a :class:`~mpimpy.cost.Technology`, a preset name (``"isaac-32nm"``), a
             dict of fields or a YAML/JSON file: the engine then estimates the energy, latency
             and area of every product and keeps the last one as ``engine.last_cost`` (a
@@ -111,7 +127,7 @@ class DPETensor:
                  seed=None, device=None, chunk_elements=2**22, calibration_elements=2**27,
                  unit_column=False, level_mapping="integer", input_encoding="twos_complement",
                  technology=None, device_model="lognormal", drift_compensation="none",
-                 t_inference=0.0, read_kernel="auto"):
+                 t_inference=0.0, read_kernel="auto", compile=False):
         self.config = CrossbarConfig(
             HGS=HGS, LGS=LGS, g_level=g_level, level_mapping=level_mapping, var=var,
             read_noise=read_noise, vnoise=vnoise,
@@ -140,6 +156,10 @@ class DPETensor:
             raise ValueError(f"read_kernel must be 'auto' or 'float', got {read_kernel!r}")
         self.read_kernel = read_kernel
         self.last_read_kernel: str | None = None
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile must be True or False, got {compile!r}")
+        self.compile = compile
+        self.last_convert_kernel: str | None = None
         if isinstance(seed, torch.Generator):
             if resolve_device(seed.device) != self.device:
                 raise ValueError(f"seed: the generator is on {seed.device}, the engine on "
@@ -165,6 +185,7 @@ class DPETensor:
     def __repr__(self):
         fields = ", ".join(f"{k}={v!r}" for k, v in self.config.as_dict().items())
         tech = "" if self.technology is None else f", technology={self.technology.name!r}"
+        tech += ", compile=True" if self.compile else ""
         return (f"DPETensor({fields}, t_inference={self.t_inference!r}, seed={self.seed}, "
                 f"device='{self.device}'{tech})")
 
@@ -447,6 +468,8 @@ class DPETensor:
                                           full_scale, scale_x.to(dtype), scale_w.to(dtype),
                                           arrays, bias_per_vector, bias_per_column, gain,
                                           integer_matrix)
+        self.last_convert_kernel = "compiled" if self.compile and \
+            convert_shift_add.runs_compiled(self.device) else "eager"
         if self.technology is not None:
             from .cost import report
 
@@ -527,36 +550,38 @@ class DPETensor:
             if integer_matrix is None:  # in place: the codes are this product's own
                 codes = codes.div_(step.to(codes))
             else:
-                step_after = step.to(codes)
+                step_after = step.to(codes).view(1, 1, n_x, 1, 1)
             pair_weight = pair_weight * step.repeat_interleave(n_a)
 
         workspace = _Workspace(codes.dtype, self.device)
+        compiled = self.compile and convert_shift_add.runs_compiled(self.device)
+        if int8_read:  # once per product, vector-major (Tk, M, n_x, rows): every chunk's rows
+            # of codes are then a contiguous int8 matrix, as torch._int_mm takes them
+            codes_int8 = torch.empty((tk, m, n_x, rows), dtype=torch.int8, device=self.device)
+            codes_int8.copy_(codes.permute(0, 2, 3, 1))
 
-        def read(chunk, out=None, integer_sums=False):
+        def read(chunk, out=None):
             """The chunk's currents ``(Tk', M', n_x, n_a, C)``, into ``out`` (a contiguous
-            tensor of as many elements) or else the reused chunk buffer; with
-            ``integer_sums``, an int8 read's exact int32 sums as they are."""
+            tensor of as many elements) or else the reused chunk buffer; for an int8 read,
+            their exact int32 sums, in a reused buffer of their own."""
             ms, ts = chunk
-            block = codes[ts, :, ms]  # (Tk', rows, M', n_x)
-            t, _, mc, _ = block.shape
+            t, mc = ts.stop - ts.start, ms.stop - ms.start
             shape = (t, mc * n_x, n_a * n_cols)
-            # (Tk', M' * n_x, rows) as a transposed view: the float product reads it without a
-            # copy; the integer one takes it as contiguous int8
-            block = block.reshape(t, rows, mc * n_x).transpose(1, 2)
             if int8_read:
-                block = workspace.get("int8 codes", block.shape, torch.int8).copy_(block)
-                scratch = workspace.get("sums", shape, torch.int32)
+                block = codes_int8[ts, ms].reshape(t, mc * n_x, rows)
+                out = workspace.get("sums", shape, torch.int32)
             else:
-                scratch = (workspace.get("std", shape), workspace.get("noise", shape)) \
-                    if noisy else None
+                # (Tk', M' * n_x, rows) as a transposed view of (Tk', rows, M', n_x): the float
+                # product reads it without a copy
+                block = codes[ts, :, ms].reshape(t, rows, mc * n_x).transpose(1, 2)
+            if out is None:
+                out = workspace.get("currents", shape)
+            scratch = (workspace.get("std", shape), workspace.get("noise", shape)) \
+                if noisy else None
             currents = read_currents(
                 block, (integer_matrix if int8_read else matrix)[ts],
                 None if noise_matrix is None else noise_matrix[ts], cfg.read_noise,
-                self.generator,
-                out=None if integer_sums and int8_read else
-                workspace.get("currents", shape) if out is None else out.view(shape),
-                scratch=scratch,
-                divisor=None if step_after is None else step_after.repeat(mc).view(1, -1, 1))
+                self.generator, out=out.view(shape), scratch=scratch)
             return currents.view(t, mc, n_x, n_a, n_cols)
 
         pair_weight = pair_weight.to(codes)
@@ -572,20 +597,17 @@ class DPETensor:
             step of a whole-product calibration; both ``None`` for a fixed ADC range.
             """
             ms, ts = chunk
-            t, mc = currents.shape[:2]
-            if array_range is not None:
-                low_c, step_c = array_range
-                convert(currents.sub_(low_c).div_(step_c), cfg.radc, False).mul_(step_c)
-            elif cfg.radc is not None:
-                if pair_step is not None:
-                    currents.div_(pair_step)
-                convert(currents, cfg.radc, bipolar)
-            if gain is not None:  # digital, after the ADC
-                currents.mul_(gain[ts].view(t, 1, 1, n_a, n_cols))
-            # shift-add: one weighted sum over the slice pairs of every output
-            partial = torch.matmul(weights, currents.view(t * mc, n_x * n_a, n_cols),
-                                   out=workspace.get("partial", (t * mc, n_cols)))
-            partial = partial.view(t, mc, n_cols)
+            t = currents.shape[0]
+            low, step = (None, None) if array_range is None else array_range
+            partial = convert_shift_add(
+                currents, weights, cfg.radc, bipolar and array_range is None,
+                divisor=pair_step if step_after is None else step_after, low=low, step=step,
+                gain=None if gain is None else gain[ts].view(t, 1, 1, n_a, n_cols),
+                **({} if compiled else {
+                    "scratch": currents if currents.is_floating_point() else
+                    workspace.get("codes", currents.shape).view(currents.shape),
+                    "out": workspace.get("partial", (t * currents.shape[1], n_cols))}),
+                compile=compiled)
             if range_offset is not None:
                 partial.add_(range_offset.unsqueeze(1))  # the ranges' lower ends
             partial = self._remove_bias(partial, arrays, None if bias_per_vector is None
@@ -643,13 +665,12 @@ class DPETensor:
                 group = workspace.get("kept", (t, m, n_x * n_a * n_cols))
             for chunk in group_chunks:
                 ms, cts = chunk
-                # currents read only to calibrate are not converted: the min and max of an int8
-                # read's sums are those of its currents
                 currents = read(chunk, None if group is None else
-                                group[cts.start - t0:cts.stop - t0, ms], integer_sums=not keep)
+                                group[cts.start - t0:cts.stop - t0, ms])
                 # over the vectors first: a reduction down the outer axis reads memory in order
                 flat = currents.view(currents.shape[0], -1, n_x * n_a * n_cols)
-                # (amin and amax apart: torch.aminmax is several times slower down this axis)
+                # (amin and amax apart: torch.aminmax is several times slower down this axis;
+                # compiled into one pass, they are no faster)
                 chunk_low, chunk_high = (v.double().view(-1, n_x, n_a, n_cols)
                                          for v in (flat.amin(1), flat.amax(1)))
                 if per_array:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import TileShape, level_scale
+from .jit import Compiled
 from .slicing import bit_slices
 from .tiling import tile_inputs
 
@@ -126,3 +127,54 @@ def convert(currents: torch.Tensor, radc: int, bipolar: bool) -> torch.Tensor:
     top = (radc - 1) // 2 if bipolar else radc - 1
     bottom = -top if bipolar else 0
     return currents.round_().clamp_(bottom, top)
+
+
+def _convert_shift_add(currents: torch.Tensor, weights: torch.Tensor, radc: int | None,
+                       bipolar: bool, divisor: torch.Tensor | None = None,
+                       low: torch.Tensor | None = None, step: torch.Tensor | None = None,
+                       gain: torch.Tensor | None = None, scratch: torch.Tensor | None = None,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
+    """Stages 6 and 7 on one chunk: every current through the ADC, then the shift-add.
+
+    Args:
+        currents: ``(T, M, n_x, n_a, C)`` currents of ``T`` row-blocks and ``M`` vectors, in code
+            units: float, or the exact int32 sums of an integer read. Not modified.
+        weights: ``(n_x * n_a,)`` shift-add weight of each slice pair (float; for a fixed ADC
+            range, per ADC level).
+        radc: ADC levels, or ``None`` (no ADC: the currents are added up as they are).
+        bipolar: a symmetric ADC, for currents of both signs (see :func:`convert`).
+        divisor: a fixed range's ADC step, broadcastable to ``currents`` (e.g. per input slice
+            ``(1, 1, n_x, 1, 1)``), dividing every current first; or ``None``.
+        low, step: ``(T, 1, n_x, n_a, C)`` calibrated range of every read column: code ``c``
+            reads ``low + c * step``, and this returns the ``c * step`` (the lower ends add up
+            to a constant per output, left to the caller). ``None``: currents already in ADC
+            levels.
+        gain: ``(T, 1, 1, n_a, C)`` digital gain of every converted column (drift
+            compensation), or ``None``.
+        scratch, out: uncompiled, reused buffers for the ADC's codes (float, shaped like
+            ``currents``; may be ``currents`` itself, which is then overwritten) and the result:
+            each pass then runs in place, without a fresh buffer per chunk. ``None`` (as
+            compiled, where the passes fuse into one and hold no chunk-sized buffer): fresh.
+
+    Returns:
+        ``(T, M, C)`` float: ``sum over slice pairs of weight * ADC output``.
+    """
+    # int32 sums (at most 2**24) convert exactly
+    values = currents.to(weights.dtype, copy=True) if scratch is None else \
+        scratch.copy_(currents)
+    if divisor is not None:
+        values.div_(divisor)
+    if low is not None:
+        values.sub_(low).div_(step)
+    if radc is not None:
+        convert(values, radc, bipolar)
+    if step is not None:
+        values.mul_(step)
+    if gain is not None:
+        values.mul_(gain)
+    t, m, n_x, n_a, c = values.shape
+    return torch.matmul(weights, values.view(t * m, n_x * n_a, c), out=out).view(t, m, c)
+
+
+#: :func:`_convert_shift_add`, run as it is or compiled into one pass (:mod:`mpimpy.jit`)
+convert_shift_add = Compiled(_convert_shift_add, dynamic_dim=1)
