@@ -57,12 +57,11 @@ test-browser: setup browser
 	$(PY) -m pytest -m browser
 
 # Every benchmark, each printing ratios measured side by side (benchmarks/README.md: what each
-# measures, its bound and the last results); about 9 minutes on 2 cores. The memory benchmark
+# measures, its bound and the last results); about 6 minutes on 2 cores. The memory benchmark
 # runs at --m 2000 here (seconds instead of minutes; the same chunks, a tenth of the inputs).
 bench: setup
 	$(PY) benchmarks/bench_core.py --repeats 2
 	$(PY) benchmarks/bench_nn.py
-	$(PY) benchmarks/bench_nn.py --compile
 	$(PY) benchmarks/bench_cost.py --repeats 3
 	$(PY) benchmarks/bench_encodings.py
 	$(PY) benchmarks/bench_memory.py --m 2000

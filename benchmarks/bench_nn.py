@@ -8,7 +8,11 @@ time; both are timed on the 1,000 test images in the same run (best of ``--repea
 interleaved) and their ratio is printed, with the accuracies and where the simulated time goes
 (inside the engine's ``MapReduceDot`` or in the layers: unfolding, reshaping).
 
-Run: ``python benchmarks/bench_nn.py [--repeats 3] [--vnoise 0.0] [--threads 2] [--compile]``.
+The engine runs uncompiled and with ``compile=True`` (the ADC and shift-add as one compiled
+kernel), both timed in the same run.
+
+Run: ``python benchmarks/bench_nn.py [--repeats 3] [--vnoise 0.0] [--threads 2]
+[--compile both|off|on]``.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ def main():
     parser.add_argument("--adc-range", default="calibrated", dest="adc_range")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--compile", action="store_true",
-                        help="DPETensor(compile=True): the ADC and shift-add compiled")
+    parser.add_argument("--compile", choices=["both", "off", "on"], default="both",
+                        help="time the model uncompiled, compiled (DPETensor(compile=True)) or "
+                             "both, interleaved (default)")
     args = parser.parse_args()
 
     import torch
@@ -39,14 +44,20 @@ def main():
     data = load_mnist()
     model, info = mnn.pretrained("cnn", data, seed=args.seed)
     slices = [1, 1, 2, 4]
-    engine = DPETensor(var=args.var, vnoise=args.vnoise, g_level=16, radc=2**8,
-                       adc_range=args.adc_range, seed=args.seed, compile=args.compile)
-    hw = mnn.convert(model, engine, xblk=slices, mblk=slices, seed=args.seed).eval()
+    variants = ("uncompiled", "compiled") if args.compile == "both" else (
+        "compiled" if args.compile == "on" else "uncompiled",)
+    models = {}
+    for variant in variants:
+        engine = DPETensor(var=args.var, vnoise=args.vnoise, g_level=16, radc=2**8,
+                           adc_range=args.adc_range, seed=args.seed,
+                           compile=variant == "compiled")
+        models[variant] = mnn.convert(model, engine, xblk=slices, mblk=slices,
+                                      seed=args.seed).eval()
     x, y = data.x_test, data.y_test
     floor = len(slices) * len(slices)
 
     engine_time = [0.0]
-    call = type(engine).MapReduceDot
+    call = DPETensor.MapReduceDot
 
     def timed(self, *a, **k):
         start = time.perf_counter()
@@ -55,39 +66,43 @@ def main():
         finally:
             engine_time[0] += time.perf_counter() - start
 
+    sim = {v: [] for v in variants}
+    in_engine = {v: [] for v in variants}
+    outputs, plain = {}, []
     with torch.no_grad():
-        hw(x[:8])  # programs the weights once, as a real chip would
-        if args.compile:
-            hw(x)  # compiles for the shapes of the whole test set
-        sim, plain, in_engine = [], [], []
-        for _ in range(args.repeats):
-            engine_time[0] = 0.0
-            type(engine).MapReduceDot = timed
-            try:
-                start = time.perf_counter()
-                out = hw(x)
-                sim.append(time.perf_counter() - start)
-            finally:
-                type(engine).MapReduceDot = call
-            in_engine.append(engine_time[0])
+        for hw in models.values():
+            hw(x)  # programs the weights once, as a real chip would (and compiles)
+        for _ in range(args.repeats):  # interleaved: the same load on every variant
+            for variant, hw in models.items():
+                engine_time[0] = 0.0
+                DPETensor.MapReduceDot = timed
+                try:
+                    start = time.perf_counter()
+                    outputs[variant] = hw(x)
+                    sim[variant].append(time.perf_counter() - start)
+                finally:
+                    DPETensor.MapReduceDot = call
+                in_engine[variant].append(engine_time[0])
             start = time.perf_counter()
             for _ in range(floor):
                 ref = model(x)
             plain.append(time.perf_counter() - start)
-    sim_s, plain_s = min(sim), min(plain) / floor
+    plain_s = min(plain) / floor
     acc_sw = float((ref.argmax(1) == y).double().mean())
-    acc_hw = float((out.argmax(1) == y).double().mean())
-    best = sim.index(sim_s)
     origin = "cached" if info["cached"] else "trained in {:.1f} s".format(info["train_s"])
     print(f"model: SmallCNN trained {info['epochs']} epochs, seed {args.seed} ({origin})")
     print(f"engine: {engine!r}")
-    print(f"accuracy: software {acc_sw:.4f}, simulated {acc_hw:.4f}")
-    print(f"plain model, 1000 images:            {plain_s * 1e3:9.1f} ms")
+    print(f"plain model, 1000 images:            {plain_s * 1e3:9.1f} ms "
+          f"(accuracy {acc_sw:.4f})")
     print(f"n_x * n_m = {floor} x plain:              {plain_s * floor * 1e3:9.1f} ms")
-    print(f"converted model, 1000 images:        {sim_s * 1e3:9.1f} ms "
-          f"(in MapReduceDot {in_engine[best] * 1e3:.1f} ms, "
-          f"{100 * in_engine[best] / sim_s:.0f} %)")
-    print(f"ratio converted / ({floor} x plain):     {sim_s / (plain_s * floor):9.2f}")
+    for variant in variants:
+        sim_s = min(sim[variant])
+        best = sim[variant].index(sim_s)
+        acc_hw = float((outputs[variant].argmax(1) == y).double().mean())
+        print(f"converted model, {variant:10}:     {sim_s * 1e3:9.1f} ms "
+              f"(in MapReduceDot {in_engine[variant][best] * 1e3:.1f} ms, "
+              f"{100 * in_engine[variant][best] / sim_s:.0f} %; accuracy {acc_hw:.4f}); "
+              f"ratio to {floor} x plain: {sim_s / (plain_s * floor):.2f}")
 
 
 if __name__ == "__main__":

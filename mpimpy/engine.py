@@ -108,10 +108,10 @@ class DPETensor:
             operands' float dtype. ``"float"``: every read in the float dtype. Both give the same
             numbers, element for element; ``engine.last_read_kernel`` says which one the last
             product used (``"int8"``, ``"float32"`` or ``"float64"``).
-        compile: ``True`` runs the passes after each chunk's read (the ADC, the shift-add, a
-            calibrated ADC's [min, max]) as one kernel compiled by ``torch.compile``
-            (:mod:`mpimpy.jit`): faster for long runs, after a compile of a few seconds once per
-            process; the numbers agree with the uncompiled ones to float32 round-off. Where
+        compile: ``True`` runs the passes after each chunk's read (the ADC and the shift-add,
+            :func:`mpimpy.peripherals.convert_shift_add`) as one kernel compiled by
+            ``torch.compile`` (:mod:`mpimpy.jit`): faster for long runs, after a compile of a few
+            seconds once per process; the numbers agree with the uncompiled ones to round-off. Where
             compiling fails (no C++ compiler), a warning says why and the passes run
             uncompiled. ``False`` (default): uncompiled. ``engine.last_convert_kernel`` says
             which ran (``"compiled"`` or ``"eager"``).

@@ -64,11 +64,12 @@ class Compiled:
                 return self._kernel(*args, **kwargs)
         except Exception as error:  # any failure of the compiler or of its toolchain
             # The function is pure, so running it as it is gives its result; a genuine error
-            # in it raises again there.
+            # in it raises here, and compiling is not blamed for it
+            result = self.function(*args, **kwargs)
             first_line = (str(error).strip().splitlines() or [""])[0]
             reason = f"{type(error).__name__}: {first_line[:300]}"
             self.failures[device.type] = reason
             warnings.warn(f"{self.function.__name__} could not be compiled on "
                           f"{device.type} ({reason}); it runs uncompiled from now on",
                           RuntimeWarning, stacklevel=2)
-            return self.function(*args, **kwargs)
+            return result
