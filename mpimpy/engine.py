@@ -111,7 +111,8 @@ class DPETensor:
         compile: ``True`` runs the passes after each chunk's read (the ADC and the shift-add,
             :func:`mpimpy.peripherals.convert_shift_add`) as one kernel compiled by
             ``torch.compile`` (:mod:`mpimpy.jit`): faster for long runs, after a compile of a few
-            seconds once per process; the numbers agree with the uncompiled ones to round-off. Where
+            seconds per process for each new shape of chunk (columns, slices, row-blocks per
+            chunk) and ADC variant; the numbers agree with the uncompiled ones to round-off. Where
             compiling fails (no C++ compiler), a warning says why and the passes run
             uncompiled. ``False`` (default): uncompiled. ``engine.last_convert_kernel`` says
             which ran (``"compiled"`` or ``"eager"``).
