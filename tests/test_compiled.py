@@ -5,6 +5,7 @@ the products agree to float32 round-off (a fused sum may add the slice pairs in 
 an ADC that rounded one current differently would be off by a whole ADC step, thousands of
 times more. Both read kernels (int8 and float) go through the same compiled kernel, so they
 still agree element for element. Where compiling fails, the engine warns and runs uncompiled.
+The compiled products are computed in a fresh process: this one never starts the compiler.
 """
 
 import os
@@ -12,25 +13,13 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 from mpimpy import DPETensor, SlicedData
 from mpimpy.peripherals import convert_shift_add
-
-# torch's compiler imports its own deprecated torch.jit.script_method: not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated")
-
-
-@pytest.fixture(scope="module")
-def compiler():
-    """Skip where torch.compile cannot build a CPU kernel here (no C++ compiler)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        convert_shift_add(torch.ones(1, 2, 1, 1, 3), torch.ones(1), 16, False, compile=True)
-    if not convert_shift_add.runs_compiled(torch.device("cpu")):
-        pytest.skip(f"torch.compile unavailable: {convert_shift_add.failures['cpu']}")
 
 
 def product(x_data, w_data, bw_e=None, widths=(1, 1, 2, 4), **settings):
@@ -59,37 +48,80 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_compiled_passes_give_the_uncompiled_numbers(compiler, name):
+def case_operands():
     gen = torch.Generator().manual_seed(11)
-    x_data = torch.randn(2, 29, 150, generator=gen)
-    w_data = torch.randn(150, 70, generator=gen)
-    eager, engine = product(x_data, w_data, **CASES[name])
+    return torch.randn(2, 29, 150, generator=gen), torch.randn(150, 70, generator=gen)
+
+
+def kernel_operands():
+    gen = torch.Generator().manual_seed(12)
+    return torch.randn(300, 150, generator=gen), torch.randn(150, 45, generator=gen)
+
+
+def float64_operands():
+    gen = torch.Generator().manual_seed(13)
+    return (torch.randn(20, 70, generator=gen, dtype=torch.float64),
+            torch.randn(70, 9, generator=gen, dtype=torch.float64))
+
+
+def compiled_results() -> dict:
+    """Every compiled product the tests check, with the kernel that ran; computed in a fresh
+    process (the ``compiled`` fixture), so that the test process never starts the compiler,
+    whose worker processes and threads would outlive these tests."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        convert_shift_add(torch.ones(1, 2, 1, 1, 3), torch.ones(1), 16, False, compile=True)
+    if not convert_shift_add.runs_compiled(torch.device("cpu")):
+        return {"unavailable": convert_shift_add.failures["cpu"]}
+    results = {}
+    for name, settings in CASES.items():
+        y, engine = product(*case_operands(), compile=True, **settings)
+        results[name] = (y, engine.last_convert_kernel)
+    for adc_range in ("full", "calibrated"):
+        results["read kernels", adc_range] = [
+            product(*kernel_operands(), var=0.0, adc_range=adc_range, compile=True,
+                    read_kernel=kernel, chunk_elements=2**14)[0] for kernel in ("auto", "float")]
+    results["float64"] = product(*float64_operands(), var=0.05, adc_range="calibrated",
+                                 compile=True)[0]
+    return results
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """:func:`compiled_results`, from a fresh process; skips where torch.compile cannot build a
+    CPU kernel (no C++ compiler)."""
+    out = tmp_path_factory.mktemp("compiled") / "results.pt"
+    script = (f"import sys, torch; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+              f"import test_compiled; torch.save(test_compiled.compiled_results(), {str(out)!r})")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stderr
+    results = torch.load(out)
+    if "unavailable" in results:
+        pytest.skip(f"torch.compile unavailable: {results['unavailable']}")
+    return results
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_compiled_passes_give_the_uncompiled_numbers(compiled, name):
+    eager, engine = product(*case_operands(), **CASES[name])
     assert engine.last_convert_kernel == "eager"
-    fused, engine = product(x_data, w_data, compile=True, **CASES[name])
-    assert engine.last_convert_kernel == "compiled"
+    fused, kernel = compiled[name]
+    assert kernel == "compiled"
     assert fused.dtype == eager.dtype == torch.float32
     # float32 round-off of the shift-add's sums (eps 1.2e-7, a few dozen terms per output)
     assert (fused - eager).abs().max() <= 1e-5 * eager.abs().max()
 
 
-def test_both_read_kernels_agree_element_for_element_when_compiled(compiler):
-    gen = torch.Generator().manual_seed(12)
-    x_data = torch.randn(300, 150, generator=gen)
-    w_data = torch.randn(150, 45, generator=gen)
-    for adc_range in ("full", "calibrated"):
-        results = [product(x_data, w_data, var=0.0, adc_range=adc_range, compile=True,
-                           read_kernel=kernel, chunk_elements=2**14)[0]
-                   for kernel in ("auto", "float")]
-        assert torch.equal(results[0], results[1])
+@pytest.mark.parametrize("adc_range", ["full", "calibrated"])
+def test_both_read_kernels_agree_element_for_element_when_compiled(compiled, adc_range):
+    int8_read, float_read = compiled["read kernels", adc_range]
+    assert torch.equal(int8_read, float_read)
 
 
-def test_a_float64_product_stays_float64_when_compiled(compiler):
-    gen = torch.Generator().manual_seed(13)
-    x_data = torch.randn(20, 70, generator=gen, dtype=torch.float64)
-    w_data = torch.randn(70, 9, generator=gen, dtype=torch.float64)
-    eager, _ = product(x_data, w_data, var=0.05, adc_range="calibrated")
-    fused, _ = product(x_data, w_data, var=0.05, adc_range="calibrated", compile=True)
+def test_a_float64_product_stays_float64_when_compiled(compiled):
+    eager, _ = product(*float64_operands(), var=0.05, adc_range="calibrated")
+    fused = compiled["float64"]
     assert fused.dtype == torch.float64
     assert (fused - eager).abs().max() <= 1e-13 * eager.abs().max()
 
