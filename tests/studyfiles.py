@@ -28,3 +28,15 @@ def all_runs(client, experiment_name: str) -> list:
     experiment = client.get_experiment_by_name(experiment_name)
     assert experiment is not None, f"experiment {experiment_name!r} missing"
     return client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a runner that a test stops as Ctrl-C does: SIGINT back to its default.
+
+    A process started from a background job of a non-interactive shell (as CI scripts often
+    are) inherits SIGINT ignored (POSIX), and Python keeps an ignored SIGINT ignored, as a
+    program started with ``nohup`` should; the test plays a terminal's Ctrl-C.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

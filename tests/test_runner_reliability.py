@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from studyfiles import ROOT, all_runs, write_study
+from studyfiles import ROOT, all_runs, default_sigint, write_study
 
 from mpimpy import cli, tracking
 from mpimpy.studies import load_study, run_study
@@ -46,7 +46,7 @@ def runner(uri: str, path: Path, tmp_path: Path, *args: str) -> subprocess.Popen
     command = [sys.executable, "-m", "mpimpy", "study", "run", str(path), "--no-progress",
                "--output-dir", str(tmp_path / "out"), *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
 
 
 def wait_for(condition, what: str, timeout: float = 120):

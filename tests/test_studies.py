@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from studyfiles import ROOT, all_runs, write_study
+from studyfiles import ROOT, all_runs, default_sigint, write_study
 
 from mpimpy import cli, tracking
 from mpimpy.studies import StudyError, load_study, run_study
@@ -255,7 +255,8 @@ def test_interrupted_study_resumes_without_loss_or_duplicates(store, store_uri, 
     ]
     command += ["--output-dir", str(tmp_path / "out")]
     proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=default_sigint,
     )
     try:
         deadline = time.monotonic() + 90
