@@ -46,11 +46,12 @@ def main():
     slices = [1, 1, 2, 4]
     variants = ("uncompiled", "compiled") if args.compile == "both" else (
         "compiled" if args.compile == "on" else "uncompiled",)
-    models = {}
+    models, engines = {}, {}
     for variant in variants:
         engine = DPETensor(var=args.var, vnoise=args.vnoise, g_level=16, radc=2**8,
                            adc_range=args.adc_range, seed=args.seed,
                            compile=variant == "compiled")
+        engines[variant] = engine
         models[variant] = mnn.convert(model, engine, xblk=slices, mblk=slices,
                                       seed=args.seed).eval()
     x, y = data.x_test, data.y_test
@@ -91,7 +92,7 @@ def main():
     acc_sw = float((ref.argmax(1) == y).double().mean())
     origin = "cached" if info["cached"] else "trained in {:.1f} s".format(info["train_s"])
     print(f"model: SmallCNN trained {info['epochs']} epochs, seed {args.seed} ({origin})")
-    print(f"engine: {engine!r}")
+    print(f"engine: {engines[variants[0]]!r}")
     print(f"plain model, 1000 images:            {plain_s * 1e3:9.1f} ms "
           f"(accuracy {acc_sw:.4f})")
     print(f"n_x * n_m = {floor} x plain:              {plain_s * floor * 1e3:9.1f} ms")

@@ -404,8 +404,10 @@ class DPETensor:
         matrix, noise_matrix, *drive_admittance = self._read_matrices(
             mat, dtype, drive_admittance=measure_power)
         gain = self._drift_gain(mat, dtype)  # (Tk, n_a * C) or None
-        # the same matrix in int8 with its peak, for a noise-free read of integer levels
-        integer_matrix = self._integer_matrix(mat, dtype) if cfg.read_noise == 0 else None
+        # the same matrix in int8 with its peak, for a noise-free read of integer levels (with
+        # input noise the codes are not integers: no need to look)
+        integer_matrix = self._integer_matrix(mat, dtype) \
+            if cfg.read_noise == 0 and cfg.vnoise == 0 else None
         # stage 4: drive the inputs through the DACs, row-block by row-block. Offset-binary
         # weights (mapping="bias") read their bias on every input: without unit columns it is
         # removed digitally, from the noise-free DAC codes summed per row-block.
@@ -600,15 +602,17 @@ class DPETensor:
             ms, ts = chunk
             t = currents.shape[0]
             low, step = (None, None) if array_range is None else array_range
+            # uncompiled, the passes run in place in reused buffers; compiled, they fuse into
+            # one and need none
+            buffers = {} if compiled else {
+                "scratch": currents if currents.is_floating_point() else
+                workspace.get("codes", currents.shape).view(currents.shape),
+                "out": workspace.get("partial", (t * currents.shape[1], n_cols))}
             partial = convert_shift_add(
                 currents, weights, cfg.radc, bipolar and array_range is None,
                 divisor=pair_step if step_after is None else step_after, low=low, step=step,
                 gain=None if gain is None else gain[ts].view(t, 1, 1, n_a, n_cols),
-                **({} if compiled else {
-                    "scratch": currents if currents.is_floating_point() else
-                    workspace.get("codes", currents.shape).view(currents.shape),
-                    "out": workspace.get("partial", (t * currents.shape[1], n_cols))}),
-                compile=compiled)
+                compile=compiled, **buffers)
             if range_offset is not None:
                 partial.add_(range_offset.unsqueeze(1))  # the ranges' lower ends
             partial = self._remove_bias(partial, arrays, None if bias_per_vector is None

@@ -7,8 +7,9 @@ that reads every current once. A stage is written once, in plain torch; :class:`
 it either as it is or compiled, with the same operations: the numbers agree to float32
 round-off (a fused sum may add its terms in another order than ``torch.matmul``).
 
-Compiling needs a C++ compiler on the CPU (Triton on CUDA) and costs seconds once per process
-(about 4 s here with torch's on-disk cache warm, 12 s cold), so the engine compiles only when
+Compiling needs a C++ compiler on the CPU (Triton on CUDA) and costs seconds per process
+(about 4 s here with torch's on-disk cache warm, 12 s cold; a second or two more for each new
+shape or variant), so the engine compiles only when
 asked (``DPETensor(compile=True)``): worth it for long runs (DNN inference, many products).
 Where compiling fails, the stage warns once, saying why, and runs as it is from then on on
 that device type.
