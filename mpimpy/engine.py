@@ -528,11 +528,13 @@ class DPETensor:
         # exact, so it may run on the integer matrix units (int8 in, int32 sums) and give the
         # same currents as the float read.
         noisy = noise_matrix is not None and cfg.read_noise > 0
+        current_peak = None  # with an exact read: no |current| is larger
         if integer_matrix is not None:
             code_peak = small_integer_peak(codes)
-            exact = code_peak is not None and (
-                rows * code_peak * integer_matrix[1] <= EXACT_FLOAT32_SUM)
-            integer_matrix = integer_matrix[0] if exact else None
+            if code_peak is not None and rows * code_peak * integer_matrix[1] <= \
+                    EXACT_FLOAT32_SUM:
+                current_peak = rows * code_peak * integer_matrix[1]
+            integer_matrix = None if current_peak is None else integer_matrix[0]
         # An exact read is cheap on int8 units, so the passes after it (ADC, shift-add) set the
         # pace: they run from cache only if a chunk's currents stay in it. Both kernels take the
         # same chunks (the row-blocks' sums then add up in the same order: the same numbers).
@@ -544,6 +546,8 @@ class DPETensor:
         self.last_read_kernel = "int8" if int8_read else str(codes.dtype).removeprefix("torch.")
 
         step_after = None  # a fixed ADC's step per input slice, dividing the exact sums
+        # A calibrated range per array spans the currents it converts, so none saturates
+        saturates = cfg.adc_range != "calibrated"
         if cfg.radc is not None and not calibrated:
             # A fixed ADC range: currents come out in ADC levels. Inexact reads divide the
             # codes (fewer than the currents); exact ones their sums, so that both kernels
@@ -555,6 +559,13 @@ class DPETensor:
             else:
                 step_after = step.to(codes).view(1, 1, n_x, 1, 1)
             pair_weight = pair_weight * step.repeat_interleave(n_a)
+            # Nor does any on an exact read with the full range: no current passes the full
+            # scale (every input at the DAC's top code, every cell at the top level) and, for a
+            # unipolar ADC, none is negative (no negative code or level).
+            if fraction == 1.0 and current_peak is not None and \
+                    current_peak <= float(full_scale.min()):
+                saturates = not (bipolar or (float(codes.amin()) >= 0
+                                             and float(integer_matrix.amin()) >= 0))
 
         workspace = _Workspace(codes.dtype, self.device)
         compiled = self.compile and convert_shift_add.runs_compiled(self.device)
@@ -612,7 +623,7 @@ class DPETensor:
                 currents, weights, cfg.radc, bipolar and array_range is None,
                 divisor=pair_step if step_after is None else step_after, low=low, step=step,
                 gain=None if gain is None else gain[ts].view(t, 1, 1, n_a, n_cols),
-                compile=compiled, **buffers)
+                saturates=saturates, compile=compiled, **buffers)
             if range_offset is not None:
                 partial.add_(range_offset.unsqueeze(1))  # the ranges' lower ends
             partial = self._remove_bias(partial, arrays, None if bias_per_vector is None

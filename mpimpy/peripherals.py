@@ -119,22 +119,28 @@ def adc_step(full_scale: torch.Tensor, radc: int, bipolar: bool) -> torch.Tensor
     return torch.where(step > 0, step, torch.ones_like(step))
 
 
-def convert(currents: torch.Tensor, radc: int, bipolar: bool) -> torch.Tensor:
+def convert(currents: torch.Tensor, radc: int, bipolar: bool, saturates: bool = True
+            ) -> torch.Tensor:
     """Quantize currents, given in units of one ADC level, to ADC codes in place.
 
-    Currents past the full scale saturate at the end codes, as in a real ADC. Returns
-    ``currents`` holding integer codes.
+    Currents past the full scale saturate at the end codes, as in a real ADC. ``saturates=False``
+    promises that none does (every current rounds to a code in range), and skips that pass.
+    Returns ``currents`` holding integer codes.
     """
+    currents.round_()
+    if not saturates:
+        return currents
     top = (radc - 1) // 2 if bipolar else radc - 1
     bottom = -top if bipolar else 0
-    return currents.round_().clamp_(bottom, top)
+    return currents.clamp_(bottom, top)
 
 
 def _convert_shift_add(currents: torch.Tensor, weights: torch.Tensor, radc: int | None,
                        bipolar: bool, divisor: torch.Tensor | None = None,
                        low: torch.Tensor | None = None, step: torch.Tensor | None = None,
-                       gain: torch.Tensor | None = None, scratch: torch.Tensor | None = None,
-                       out: torch.Tensor | None = None) -> torch.Tensor:
+                       gain: torch.Tensor | None = None, saturates: bool = True,
+                       scratch: torch.Tensor | None = None, out: torch.Tensor | None = None
+                       ) -> torch.Tensor:
     """Stages 6 and 7 on one chunk: every current through the ADC, then the shift-add.
 
     Args:
@@ -153,6 +159,8 @@ def _convert_shift_add(currents: torch.Tensor, weights: torch.Tensor, radc: int 
             levels.
         gain: ``(T, 1, 1, n_a, C)`` digital gain of every converted column (drift
             compensation), or ``None``.
+        saturates: whether a current may fall outside the ADC's range (see :func:`convert`);
+            ``False`` where the caller knows none does.
         scratch, out: uncompiled, reused buffers for the ADC's codes (float, shaped like
             ``currents``; may be ``currents`` itself, which is then overwritten) and the result:
             each pass then runs in place, without a fresh buffer per chunk. ``None`` (as
@@ -169,7 +177,7 @@ def _convert_shift_add(currents: torch.Tensor, weights: torch.Tensor, radc: int 
     if low is not None:
         values.sub_(low).div_(step)
     if radc is not None:
-        convert(values, radc, bipolar)
+        convert(values, radc, bipolar, saturates)
     if step is not None:
         values.mul_(step)
     if gain is not None:

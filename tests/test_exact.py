@@ -310,6 +310,63 @@ def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range, chunk
     torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("adc_range", ["full", 0.5])
+@pytest.mark.parametrize("mapping", ["offset", "diffpair"])
+def test_fixed_range_adc_at_the_ends_of_its_range_against_a_slice_pair_reference(mapping,
+                                                                                 adc_range):
+    """Inputs and weights at their extremes (every DAC code and level at the top, of both
+    signs), rebuilt pair by pair with a coarse fixed-range ADC: with the full range the largest
+    currents land exactly on the top code and none passes it (the engine then skips the ADC's
+    saturation, which cannot act); with half the range they saturate, and the engine must clip
+    them at the end codes."""
+    widths, rows, radc, g_level, rdac = [1, 1, 2, 4], 8, 16, 16, 16
+    lgs, level_step = 2.0**-17, 2.0**-14  # powers of two: exact integer currents
+    engine = DPETensor(var=0.0, vnoise=0.0, rdac=rdac, radc=radc, g_level=g_level, LGS=lgs,
+                       HGS=lgs + (g_level - 1) * level_step, mapping=mapping,
+                       adc_range=adc_range, seed=0)
+    top_value = 2 ** (sum(widths) - 1) - 1
+    signs = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    x_data = torch.stack([torch.ones(24), -torch.ones(24), signs.repeat(6),
+                          signs.repeat_interleave(6)]).double()
+    w_data = torch.stack([torch.ones(24), -torch.ones(24), signs.repeat(6),
+                          -signs.repeat_interleave(6), torch.ones(24)], dim=1).double()
+    x = SlicedData(widths, paral_size=(rows, 4), quant_gran="per-matrix")
+    mat = SlicedData(widths, paral_size=(rows, 4), quant_gran="per-matrix")
+    x.slice_data_imp(engine, x_data, transpose=True)
+    mat.slice_data_imp(engine, w_data)
+    assert x.q.abs().max() == top_value and mat.q.abs().max() == top_value
+    y = engine(x, mat)
+
+    diffpair = mapping == "diffpair"
+    xs = [[python_slices(v, widths, False) for v in row] for row in x.q.tolist()]
+    ws = [[python_slices(v, widths, diffpair) for v in row] for row in mat.q.tolist()]
+    position = [sum(widths[i + 1:]) for i in range(len(widths))]
+    x_weight = [(-1 if s == 0 else 1) * 2 ** position[s] for s in range(len(widths))]
+    arrays = range(1, len(widths)) if diffpair else range(len(widths))
+    w_weight = {a: (1 if diffpair or a else -1) * 2 ** position[a] for a in arrays}
+    code = [(rdac - 1) // (2**w - 1) for w in widths]  # DAC codes per slice unit
+    level = [(g_level - 1) // (2**w - 1) for w in widths]  # levels per slice unit
+    top = (radc - 1) // 2 if diffpair else radc - 1
+    step = (rdac - 1) * rows * (g_level - 1) * (1.0 if adc_range == "full" else 0.5) / top
+    m, k, n = len(xs), len(ws), len(ws[0])
+    expected = torch.zeros(m, n, dtype=torch.float64)
+    clipped = 0
+    for s in range(len(widths)):
+        for a in arrays:
+            for t in range(0, k, rows):
+                currents = torch.tensor([[sum(xs[i][kk][s] * code[s] * ws[kk][j][a] * level[a]
+                                              for kk in range(t, t + rows))
+                                          for j in range(n)] for i in range(m)],
+                                        dtype=torch.float64)
+                codes = torch.round(currents / step)
+                clipped += int((codes.abs() > top).sum())
+                codes = codes.clamp(-top if diffpair else 0, top)
+                expected += x_weight[s] * w_weight[a] / (code[s] * level[a]) * step * codes
+    expected *= float(x.block_step.max()) * float(mat.block_step.max())
+    assert (clipped > 0) == (adc_range != "full")  # the case touches what it is meant to
+    torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
+
+
 KERNEL_CASES = [  # engine settings, operand format, tile, whether the read is of integers
     (dict(), None, (64, 64), True),
     (dict(adc_range="calibrated"), None, (64, 64), True),
