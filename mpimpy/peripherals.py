@@ -12,7 +12,7 @@ import torch
 from .config import TileShape, level_scale
 from .jit import Compiled
 from .slicing import bit_slices
-from .tiling import tile_inputs
+from .tiling import n_tiles, tile_inputs
 
 
 def dac_scale(widths, rdac: int | None, level_mapping: str) -> list[float]:
@@ -52,9 +52,20 @@ def read_slices(widths, encoding: str) -> tuple[int, ...]:
     return tuple(range(1 if encoding == "sign_magnitude" else 0, len(widths)))
 
 
+def driven_shape(q_shape, widths, tile: TileShape, encoding: str = "twos_complement"
+                 ) -> tuple[int, int, int, int]:
+    """``(Tk, rows, M, n_x)``: the shape of :func:`drive`'s codes for inputs of shape
+    ``(M, K)``: K's row-blocks, of ``tile.rows`` word lines each (a single, partly filled one
+    keeps its K), times the slices read."""
+    m, k = q_shape
+    rows = min(tile.rows, max(k, 1))
+    return n_tiles(k, rows), rows, m, len(read_slices(widths, encoding))
+
+
 def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileShape,
           generator: torch.Generator, dtype: torch.dtype, *, encoding: str = "twos_complement",
-          level_mapping: str = "integer", return_sums: bool = False):
+          level_mapping: str = "integer", return_sums: bool = False,
+          out: torch.Tensor | None = None, scratch: torch.Tensor | None = None):
     """Input integers -> the DAC codes of the slices they are driven as, per row-block, noisy.
 
     Args:
@@ -72,6 +83,12 @@ def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileSh
         return_sums: return ``(codes, sums)``, with the noise-free codes summed over each
             row-block's word lines, ``(Tk, M, n_x)``: what a digital adder fed with the DAC's
             inputs computes.
+        out, scratch: reused buffers for the codes and, with ``vnoise``, their noise: flat
+            tensors of ``dtype`` with at least ``Tk * rows * M * n_x`` elements (the codes are a
+            view of ``out``), or ``None`` for fresh ones. A product reads the codes once, so a
+            caller that drives input after input can hand the same buffers back each time:
+            that spares the fresh allocation of tens of MB (mapped and zeroed page by page by
+            the OS) that would otherwise cost about as much as the lookup itself.
 
     Returns:
         ``(Tk, rows, M, n_x)`` codes :func:`dac_codes` times ``1 + vnoise * N(0, 1)`` of the
@@ -80,9 +97,16 @@ def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileSh
         0 V, whatever the encoding). The last row-block is zero-padded to ``tile.rows``, except
         a single, partly filled one (K < rows), which keeps its K word lines.
     """
-    tile = TileShape(min(tile.rows, max(q.shape[1], 1)), tile.cols)
+    tk, rows, m, n_x = driven_shape(q.shape, widths, tile, encoding)
+    tile = TileShape(rows, tile.cols)
     bits = sum(widths)
     driven = list(read_slices(widths, encoding))
+    size = tk * rows * m * n_x
+    for name, buffer in (("out", out), ("scratch", scratch)):
+        if buffer is not None and (buffer.dtype != dtype or buffer.numel() < size
+                                   or not buffer.is_contiguous()):
+            raise ValueError(f"{name} must be a contiguous {dtype} tensor of at least {size} "
+                             f"elements, got {buffer.dtype} of {buffer.numel()}")
     if bits <= CODE_TABLE_BITS:
         # An input takes one of 2**bits values: cut and convert each value once, then look
         # every element up (one pass over the codes instead of one per slicing step). The
@@ -91,17 +115,25 @@ def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileSh
         table = dac_codes(bit_slices(values, widths, encoding), widths, rdac, dtype,
                           level_mapping)[driven].t()
         table = torch.cat([table, table.new_zeros(1, len(driven))]).contiguous()
-        index = tile_inputs((q + 2 ** (bits - 1)).unsqueeze(0), tile, pad_value=2**bits)
-        # the table row of every word line's input (indexing gathers rows of a few codes about
-        # 1.6 times faster than F.embedding)
-        codes = table[index[..., 0]]
+        # every word line's table row, in int32 (half the bytes of q's int64); the padding,
+        # 2**(bits - 1) before the offset is added, lands on the last row
+        offset = 2 ** (bits - 1)
+        index = tile_inputs(q.unsqueeze(0), tile, pad_value=2**bits - offset,
+                            dtype=torch.int32).add_(offset)
+        # (index_select gathers rows of a few codes several times faster than indexing)
+        codes = torch.index_select(table, 0, index.view(-1), out=None if out is None else
+                                   out[:size].view(-1, len(driven)))
+        codes = codes.view(tk, rows, m, n_x)
     else:
         codes = tile_inputs(dac_codes(bit_slices(q, widths, encoding), widths, rdac, dtype,
                                       level_mapping)[driven], tile)
+        if out is not None:
+            codes = out[:size].view(codes.shape).copy_(codes)
     sums = codes.sum(1) if return_sums else None
     if vnoise > 0:
-        noise = torch.randn(codes.shape, generator=generator, device=codes.device, dtype=dtype)
-        codes = codes * noise.mul_(vnoise).add_(1)
+        noise = torch.randn(codes.shape, generator=generator, device=codes.device, dtype=dtype,
+                            out=None if scratch is None else scratch[:size].view(codes.shape))
+        codes.mul_(noise.mul_(vnoise).add_(1))
     return (codes, sums) if return_sums else codes
 
 

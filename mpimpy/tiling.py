@@ -32,16 +32,21 @@ def check_block_alignment(k_block: int, k: int, rows: int, name: str) -> None:
         )
 
 
-def tile_inputs(values: torch.Tensor, tile: TileShape, pad_value=0) -> torch.Tensor:
+def tile_inputs(values: torch.Tensor, tile: TileShape, pad_value=0,
+                dtype: torch.dtype | None = None) -> torch.Tensor:
     """(n_slices, M, K) -> (Tk, rows, M, n_slices): per array row-block and word line, every
     input vector's slices side by side. Each row-block is then the transpose of the
     ``(M * n_slices, rows)`` matrix one read multiplies, in the layout a matrix product takes
-    without copying. The last row-block is padded with ``pad_value``."""
+    without copying. The last row-block is padded with ``pad_value``; the result is in
+    ``dtype`` (default: the values')."""
     n, m, k = values.shape
     tk = n_tiles(k, tile.rows)
-    if tk * tile.rows != k:
-        values = F.pad(values, (0, tk * tile.rows - k), value=pad_value)
-    return values.reshape(n, m, tk, tile.rows).permute(2, 3, 1, 0).contiguous()
+    # one pass: the values are copied (and cast) straight into place, then the padding filled
+    tiled = torch.empty((tk * tile.rows, m, n), dtype=dtype or values.dtype,
+                        device=values.device)
+    tiled[:k].copy_(values.permute(2, 1, 0))
+    tiled[k:].fill_(pad_value)
+    return tiled.view(tk, tile.rows, m, n)
 
 
 def tile_weights(values: torch.Tensor, tile: TileShape) -> torch.Tensor:

@@ -272,3 +272,42 @@ def test_effective_weights_of_a_vector_and_of_an_unprogrammed_operand():
     with pytest.raises(ValueError, match="mat must be 1-D or 2-D"):
         engine.effective_weights(SlicedData([1, 1, 2, 4]).slice_data_imp(
             engine, torch.randn(2, 3, 4)))
+
+
+def test_products_after_a_larger_one_equal_those_with_fresh_buffers():
+    """The drive stage's buffers kept from product to product (per thread) never change a
+    result: products run after a larger one, in reused buffers with its stale contents, equal
+    the same products in a fresh thread, which allocates its own; a buffer over the retention
+    limit is not kept."""
+    import threading
+
+    from mpimpy import engine as engine_module
+
+    x_data, w_data = data()
+    big_x = torch.randn(400, 100, generator=torch.Generator().manual_seed(1))
+
+    def products(results, after_big):
+        if after_big:  # another engine's, so that this one's generator is where it starts
+            other = noisy_engine(8)
+            other(*sliced_pair(other, big_x, w_data))
+        engine = noisy_engine(3, adc_range="calibrated")
+        x, mat = sliced_pair(engine, x_data, w_data)
+        results.append([engine(x, mat) for _ in range(2)])
+
+    fresh, reused = [], []
+    worker = threading.Thread(target=products, args=(fresh, False))
+    worker.start()
+    worker.join()
+    products(reused, after_big=True)
+    assert all(torch.equal(a, b) for a, b in zip(fresh[0], reused[0], strict=True))
+    assert not torch.equal(reused[0][0], reused[0][1])  # the noise is drawn anew each time
+
+    retained = engine_module._retained.buffers
+    assert retained["codes"].numel() >= 2 * 64 * 400 * 4  # the big product's, still held
+    limit = engine_module.RETAINED_BUFFER_BYTES // 4
+    too_big = engine_module.retained_buffer("codes", limit + 1, torch.float32,
+                                            torch.device("cpu"))
+    assert too_big.numel() == limit + 1 and "codes" not in retained
+    kept = engine_module.retained_buffer("codes", 10, torch.float32, torch.device("cpu"))
+    assert engine_module.retained_buffer("codes", 10, torch.float32,
+                                         torch.device("cpu")) is kept

@@ -184,3 +184,47 @@ def test_drive_codes_every_slice_of_every_element(widths, rdac, level_mapping, k
                     else:
                         expected = round(part / (2**w - 1) * (rdac - 1))
                     assert codes[t, r, m, s] == expected, (t, m, s, r)
+
+
+@pytest.mark.parametrize("widths", [(1, 1, 2, 4), (4, 4, 4, 4, 4)])  # table lookup, element-wise
+@pytest.mark.parametrize("vnoise", [0.0, 0.05])
+def test_drive_into_reused_buffers_gives_the_fresh_codes_and_noise(widths, vnoise):
+    """Buffers handed back from an earlier, larger drive (stale contents, more elements than
+    needed) hold exactly the codes, sums and noise a fresh drive returns from the same seed."""
+    from mpimpy.config import TileShape
+    from mpimpy.peripherals import drive, driven_shape
+
+    limit = 2 ** (sum(widths) - 1) - 1
+    q = torch.randint(-limit, limit + 1, (7, 150), generator=torch.Generator().manual_seed(0))
+    tile = TileShape(64, 8)
+    size = math.prod(driven_shape(q.shape, widths, tile))
+    out, scratch = torch.full((size + 99,), 7.0), torch.full((size + 99,), -3.0)
+
+    def run(**buffers):
+        gen = torch.Generator().manual_seed(5)
+        return drive(q, widths, 16, vnoise, tile, gen, torch.float32, return_sums=True,
+                     **buffers)
+
+    (codes, sums), (fresh, fresh_sums) = run(out=out, scratch=scratch), run()
+    assert codes.shape == fresh.shape == driven_shape(q.shape, widths, tile)
+    assert torch.equal(codes, fresh) and torch.equal(sums, fresh_sums)
+    assert codes.data_ptr() == out.data_ptr()  # written in place, no fresh tensor
+
+
+def test_drive_rejects_a_buffer_that_cannot_hold_the_codes():
+    from mpimpy.config import TileShape
+    from mpimpy.peripherals import drive
+
+    q = torch.zeros(3, 70, dtype=torch.int64)
+    gen = torch.Generator().manual_seed(0)
+    needed = 2 * 64 * 3 * 4  # two row-blocks of 64 word lines, 3 vectors, 4 slices
+    for name, buffer, match in (
+            ("out", torch.empty(needed - 1), f"at least {needed} elements"),
+            ("out", torch.empty(needed, dtype=torch.float64), "float32"),
+            ("scratch", torch.empty(2 * needed)[::2], "contiguous")):
+        with pytest.raises(ValueError, match=f"{name} must be .*"):
+            drive(q, (1, 1, 2, 4), 16, 0.05, TileShape(64, 8), gen, torch.float32,
+                  **{name: buffer})
+        with pytest.raises(ValueError, match=match):
+            drive(q, (1, 1, 2, 4), 16, 0.05, TileShape(64, 8), gen, torch.float32,
+                  **{name: buffer})
