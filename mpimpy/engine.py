@@ -543,11 +543,28 @@ class DPETensor:
                     EXACT_FLOAT32_SUM:
                 current_peak = rows * code_peak * integer_matrix[1]
             integer_matrix = None if current_peak is None else integer_matrix[0]
+        # A calibrated range per array must see all the vectors' currents of its columns before
+        # it converts any. A row-block's currents of every vector rarely fit in a chunk; those of
+        # a few whole column blocks (arrays side by side) do: read by column range, each such
+        # group is read once and converted from cache, instead of kept in a buffer the size of
+        # a row-block's currents (out of cache) or read twice. (Not for exact reads: on int8
+        # units, reading twice in small chunks measured faster than reading once in large
+        # ones. Unit columns belong to their arrays' blocks but sit after every weight column,
+        # so with them a group stays a whole row-block.)
+        per_array = calibrated and cfg.adc_range == "calibrated"
+        column_groups = per_array and integer_matrix is None and not arrays.unit_columns
+        block_columns = arrays.tile.cols
+        width = n_cols
+        if column_groups:
+            width = block_columns * max(1, self.chunk_elements // (m * n_x * n_a * block_columns))
+        column_ranges = [slice(c, min(c + width, n_cols)) for c in range(0, n_cols, width)]
         # An exact read is cheap on int8 units, so the passes after it (ADC, shift-add) set the
         # pace: they run from cache only if a chunk's currents stay in it. Both kernels take the
         # same chunks (the row-blocks' sums then add up in the same order: the same numbers).
-        chunks = self._chunks(tk, m, n_x * n_a * n_cols, self.chunk_elements if integer_matrix
-                              is None else min(self.chunk_elements, EXACT_READ_CHUNK_ELEMENTS))
+        elements = self.chunk_elements if integer_matrix is None else min(
+            self.chunk_elements, EXACT_READ_CHUNK_ELEMENTS)
+        chunks = [(ms, ts, cs) for cs in column_ranges for ms, ts in self._chunks(
+            tk, m, n_x * n_a * (cs.stop - cs.start), elements)]
         fewest_rows = min(c[0].stop - c[0].start for c in chunks) * n_x  # of one read
         int8_read = (integer_matrix is not None and self.read_kernel == "auto"
                      and int8_matmul_fits(codes.device, fewest_rows, rows, matrix.shape[-1]))
@@ -582,13 +599,24 @@ class DPETensor:
             codes_int8 = torch.empty((tk, m, n_x, rows), dtype=torch.int8, device=self.device)
             codes_int8.copy_(codes.permute(0, 2, 3, 1))
 
+        def columns(read_matrix, ts, cs):
+            """Row-blocks ``ts`` of a read matrix, only columns ``cs`` of every array
+            ``(Tk', rows, n_a * C')``: a view if ``cs`` is every column, else a copy (small: a
+            few arrays)."""
+            block = read_matrix[ts]
+            if cs.stop - cs.start == n_cols:
+                return block
+            t, word_lines = block.shape[:2]
+            return block.view(t, word_lines, n_a, n_cols)[..., cs].reshape(
+                t, word_lines, n_a * (cs.stop - cs.start))
+
         def read(chunk, out=None):
-            """The chunk's currents ``(Tk', M', n_x, n_a, C)``, into ``out`` (a contiguous
+            """The chunk's currents ``(Tk', M', n_x, n_a, C')``, into ``out`` (a contiguous
             tensor of as many elements) or else the reused chunk buffer; for an int8 read,
             their exact int32 sums, in a reused buffer of their own."""
-            ms, ts = chunk
-            t, mc = ts.stop - ts.start, ms.stop - ms.start
-            shape = (t, mc * n_x, n_a * n_cols)
+            ms, ts, cs = chunk
+            t, mc, cw = ts.stop - ts.start, ms.stop - ms.start, cs.stop - cs.start
+            shape = (t, mc * n_x, n_a * cw)
             if int8_read:
                 block = codes_int8[ts, ms].reshape(t, mc * n_x, rows)
                 out = workspace.get("sums", shape, torch.int32)
@@ -601,46 +629,48 @@ class DPETensor:
             scratch = (workspace.get("std", shape), workspace.get("noise", shape)) \
                 if noisy else None
             currents = read_currents(
-                block, (integer_matrix if int8_read else matrix)[ts],
-                None if noise_matrix is None else noise_matrix[ts], cfg.read_noise,
-                self.generator, out=out.view(shape), scratch=scratch)
-            return currents.view(t, mc, n_x, n_a, n_cols)
+                block, columns(integer_matrix if int8_read else matrix, ts, cs),
+                None if noise_matrix is None else columns(noise_matrix, ts, cs),
+                cfg.read_noise, self.generator, out=out.view(shape), scratch=scratch)
+            return currents.view(t, mc, n_x, n_a, cw)
 
         pair_weight = pair_weight.to(codes)
         y = torch.zeros(m, n, dtype=codes.dtype, device=self.device)
 
         def convert_accumulate(chunk, currents, weights, array_range=None, range_offset=None,
                                pair_step=None):
-            """Stages 6-7 on one chunk's currents ``(Tk', M', n_x, n_a, C)``, added into y.
+            """Stages 6-7 on one chunk's currents ``(Tk', M', n_x, n_a, C')``, added into y.
 
             ``weights``: the shift-add weight of each slice pair ``(n_x * n_a,)``.
-            ``array_range``: the calibrated (lower end, step) of every read column of these
-            row-blocks and ``range_offset`` what the lower ends add up to; ``pair_step``: the
-            step of a whole-product calibration; both ``None`` for a fixed ADC range.
+            ``array_range``: the calibrated (lower end, step) of the chunk's read columns of
+            these row-blocks and ``range_offset`` what the lower ends add up to; ``pair_step``:
+            the step of a whole-product calibration; both ``None`` for a fixed ADC range.
             """
-            ms, ts = chunk
-            t = currents.shape[0]
+            ms, ts, cs = chunk
+            t, cw = currents.shape[0], cs.stop - cs.start
+            outputs = slice(cs.start, min(cs.stop, n))  # the output columns (no unit columns)
             low, step = (None, None) if array_range is None else array_range
             # uncompiled, the passes run in place in reused buffers; compiled, they fuse into
             # one and need none
             buffers = {} if compiled else {
                 "scratch": currents if currents.is_floating_point() else
                 workspace.get("codes", currents.shape).view(currents.shape),
-                "out": workspace.get("partial", (t * currents.shape[1], n_cols))}
+                "out": workspace.get("partial", (t * currents.shape[1], cw))}
             partial = convert_shift_add(
                 currents, weights, cfg.radc, bipolar and array_range is None,
                 divisor=pair_step if step_after is None else step_after, low=low, step=step,
-                gain=None if gain is None else gain[ts].view(t, 1, 1, n_a, n_cols),
+                gain=None if gain is None else gain[ts].view(t, 1, 1, n_a, n_cols)[..., cs],
                 saturates=saturates, compile=compiled, **buffers)
             if range_offset is not None:
                 partial.add_(range_offset.unsqueeze(1))  # the ranges' lower ends
             partial = self._remove_bias(partial, arrays, None if bias_per_vector is None
                                         else bias_per_vector[ts, ms].unsqueeze(-1))
             if bias_per_column is not None:
-                partial.sub_(bias_per_column[ts].unsqueeze(1))
+                partial.sub_(bias_per_column[ts, outputs].unsqueeze(1))
             # rescale each row-block by its block scales and add the row-blocks up
-            partial.mul_(scale_x[ms, ts].t().unsqueeze(-1)).mul_(scale_w[ts].unsqueeze(1))
-            y[ms] += partial[0] if t == 1 else partial.sum(0)
+            partial.mul_(scale_x[ms, ts].t().unsqueeze(-1)).mul_(
+                scale_w[ts, outputs].unsqueeze(1))
+            y[ms, outputs] += partial[0] if t == 1 else partial.sum(0)
 
         if not calibrated:
             for chunk in chunks:
@@ -649,20 +679,20 @@ class DPETensor:
 
         # A calibrated ADC's ranges are set by the currents it converts, so a group of currents
         # is read in full before any of it is converted: with one range per array (the
-        # default), each row-block on its own, since no range spans row-blocks; with one range
-        # per slice pair, the whole product. A group's currents are kept between calibrating
-        # and converting if they fit in calibration_elements; otherwise the group is read
-        # again, the generator rewound so that the second read draws the same read noise.
-        per_array = cfg.adc_range == "calibrated"
+        # default), each row-block's column range on its own, since no range spans row-blocks
+        # or column blocks; with one range per slice pair, the whole product. A group's
+        # currents are kept between calibrating and converting if they fit in
+        # calibration_elements; otherwise the group is read again, the generator rewound so
+        # that the second read draws the same read noise.
         if per_array:
             # every array's ADCs convert its own columns: one range per (row-block, slice pair,
             # column block of arrays), [min, max] of the currents it converts
             tn = arrays.positive.shape[2]
-            block_of = (arrays.columns // arrays.tile.cols).to(self.device)  # (C,)
-            by_row_block: dict[int, list] = {}
+            block_of = (arrays.columns // block_columns).to(self.device)  # (C,)
+            by_range: dict[tuple[int, int], list] = {}
             for chunk in chunks:
-                by_row_block.setdefault(chunk[1].start, []).append(chunk)
-            groups = list(by_row_block.values())
+                by_range.setdefault((chunk[1].start, chunk[2].start), []).append(chunk)
+            groups = list(by_range.values())
         else:
             groups = [chunks]
 
@@ -670,13 +700,13 @@ class DPETensor:
             """[min, max] of the group's currents: per (row-block, slice pair, column block)
             ``(Tk', n_x, n_a, Tn)`` for per-array ranges, else per slice pair ``(n_x, n_a)``;
             and the currents if they were kept (else ``None``)."""
-            ts = group_chunks[0][1]
-            t = ts.stop - ts.start if per_array else tk
+            _, ts, cs = group_chunks[0]
+            t, cw = ts.stop - ts.start if per_array else tk, cs.stop - cs.start
             shape = (t, n_x, n_a, tn) if per_array else (n_x, n_a)
             low = torch.full(shape, torch.inf, dtype=torch.float64, device=self.device)
             high = torch.full(shape, -torch.inf, dtype=torch.float64, device=self.device)
             size = sum((c[0].stop - c[0].start) * (c[1].stop - c[1].start)
-                       for c in group_chunks) * n_x * n_a * n_cols
+                       for c in group_chunks) * n_x * n_a * cw
             # (an int8 read costs less than keeping its currents out of cache: read again)
             keep = len(group_chunks) == 1 or (size <= self.calibration_elements
                                               and not int8_read)
@@ -686,19 +716,19 @@ class DPETensor:
             group = None
             if keep and len(group_chunks) > 1:
                 t0 = ts.start if per_array else 0
-                group = workspace.get("kept", (t, m, n_x * n_a * n_cols))
+                group = workspace.get("kept", (t, m, n_x * n_a * cw))
             for chunk in group_chunks:
-                ms, cts = chunk
+                ms, cts, _ = chunk
                 currents = read(chunk, None if group is None else
                                 group[cts.start - t0:cts.stop - t0, ms])
                 # over the vectors first: a reduction down the outer axis reads memory in order
-                flat = currents.view(currents.shape[0], -1, n_x * n_a * n_cols)
+                flat = currents.view(currents.shape[0], -1, n_x * n_a * cw)
                 # (amin and amax apart: torch.aminmax is several times slower down this axis;
                 # compiled into one pass, they are no faster)
-                chunk_low, chunk_high = (v.double().view(-1, n_x, n_a, n_cols)
+                chunk_low, chunk_high = (v.double().view(-1, n_x, n_a, cw)
                                          for v in (flat.amin(1), flat.amax(1)))
                 if per_array:
-                    index = block_of.expand(chunk_low.shape)
+                    index = block_of[cs].expand(chunk_low.shape)
                     low.copy_(low.scatter_reduce(-1, index, chunk_low, "amin"))
                     high.copy_(high.scatter_reduce(-1, index, chunk_high, "amax"))
                 else:  # one range per slice pair over the whole product
@@ -715,16 +745,16 @@ class DPETensor:
                 self.generator.set_state(state)
             ranges = {"weights": pair_weight}
             if per_array:
-                ts = group[0][1]
+                _, ts, cs = group[0]
                 # code c reads low + c * step, every one of the radc levels on [min, max]; per
-                # read column (Tk', 1, n_x, n_a, C)
+                # read column of the group (Tk', 1, n_x, n_a, C')
                 step = adc_step(high - low, cfg.radc, False)
-                low_c, step_c = (v.index_select(-1, block_of).unsqueeze(1).to(codes)
+                low_c, step_c = (v.index_select(-1, block_of[cs]).unsqueeze(1).to(codes)
                                  for v in (low, step))
-                lows = low_c[:, 0]  # (Tk', n_x, n_a, C)
+                lows = low_c[:, 0]  # (Tk', n_x, n_a, C')
                 if gain is not None:  # the drift gain scales what the ADC read, offset included
-                    lows = lows * gain[ts].view(-1, 1, n_a, n_cols)
-                # what the lower ends add up to in the shift-add of each column (Tk', C)
+                    lows = lows * gain[ts].view(-1, 1, n_a, n_cols)[..., cs]
+                # what the lower ends add up to in the shift-add of each column (Tk', C')
                 ranges["range_offset"] = torch.einsum("tsac,sa->tc", lows,
                                                       pair_weight.view(n_x, n_a))
                 ranges["array_range"] = (low_c, step_c)

@@ -238,14 +238,17 @@ def python_slices(value: int, widths, signed_magnitude: bool) -> list[int]:
     return out
 
 
-# (chunk_elements, calibration_elements): one chunk; chunks of 2 vectors x 1 row-block whose
-# currents are kept between calibrating and converting; the same chunks read twice; chunks of
-# every vector x 2 row-blocks (of 3: the last chunk holds one)
-CHUNKINGS = [(2**22, 2**27), (200, 2**27), (200, 0), (960, 2**27)]
+# (chunk_elements, calibration_elements): one chunk; chunks of a few vectors x 1 row-block (with
+# per-array ranges, x 1 column block: a group of 2 chunks) whose currents are kept between
+# calibrating and converting; the same chunks read twice; chunks of every vector x 2
+# row-blocks (of 3: the last chunk holds one); with per-array ranges, groups of one chunk,
+# every vector x 1 column block (of 2: 4 columns, then 2, whose chunks hold 2 row-blocks)
+CHUNKINGS = [(2**22, 2**27), (200, 2**27), (200, 0), (960, 2**27), (320, 0)]
 
 
 @pytest.mark.parametrize("chunking", CHUNKINGS,
-                         ids=["one-chunk", "kept", "read-twice", "row-block-pairs"])
+                         ids=["one-chunk", "kept", "read-twice", "row-block-pairs",
+                              "column-blocks"])
 @pytest.mark.parametrize("adc_range", ["calibrated", "calibrated-symmetric"])
 @pytest.mark.parametrize("mapping", ["offset", "diffpair"])
 def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range, chunking):
