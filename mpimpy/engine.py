@@ -97,9 +97,12 @@ class DPETensor:
         device: where the simulation runs; default CPU. Operands must live there.
         chunk_elements: how many currents one chunk of work may hold (memory stays bounded by
             about ``4 * chunk_elements`` bytes for float32 beyond the operands; exact integer
-            reads use chunks of at most ``2**21``, which keep their currents in cache).
-        calibration_elements: with a calibrated ADC, the currents one calibration needs (one
-            row-block's, for ``"calibrated"``; the whole product's, for
+            reads use chunks of at most ``2**21``, which keep their currents in cache). Between
+            products each thread keeps the working buffers (DAC codes, chunks; those of at most
+            128 MB, see :data:`RETAINED_BUFFER_BYTES`) for its next product.
+        calibration_elements: with a calibrated ADC, the currents one calibration needs (for
+            ``"calibrated"``, one row-block's, or with inexact reads those of as many whole
+            column blocks as fit in a chunk, at least one; the whole product's, for
             ``"calibrated-symmetric"``) are kept between calibrating and converting if they are
             at most this many (512 MB in float32 by default); more, and those of int8 reads
             (cheaper to read again than to keep), are read twice instead.
@@ -846,12 +849,14 @@ class DPETensor:
 EXACT_READ_CHUNK_ELEMENTS = 2**21
 
 
-#: Between products, each thread keeps the drive stage's buffers (the DAC codes and their
-#: noise) if they take at most this many bytes each, and hands them to its next product: on the
-#: CPU, a fresh tensor of more than 32 MB is mapped from the OS and zeroed page by page on first
-#: use (glibc's malloc serves such blocks by mmap), about 0.3 ms per MB on the development
-#: machine, which was a third of the time of a narrow DNN layer's product. At most 2 x 128 MB
-#: stay held per thread; larger buffers are fresh for every product.
+#: Between products, each thread keeps a product's working buffers (the DAC codes and their
+#: noise, and the chunk buffers of :class:`_Workspace`) if they take at most this many bytes
+#: each, and hands them to its next product: on the CPU, a fresh tensor is mapped from the OS
+#: and zeroed page by page on first use (glibc's malloc serves blocks over 32 MB by mmap, and
+#: gives freed memory back), about 0.3 ms per MB on the development machine, which was a third
+#: of the time of a narrow DNN layer's product. With the default ``chunk_elements`` a thread
+#: holds at most 2 x 128 MB of codes, 5 chunk buffers of 16 MB and a calibration buffer of up
+#: to 128 MB; larger buffers are fresh for every product.
 RETAINED_BUFFER_BYTES = 2**27
 
 _retained = threading.local()
@@ -878,7 +883,8 @@ def retained_buffer(name: str, size: int, dtype: torch.dtype, device: torch.devi
 class _Workspace:
     """Buffers reused from chunk to chunk of one product, by name: one allocation each, of the
     largest shape asked for, instead of a fresh tensor per chunk (the allocator would keep the
-    freed chunks and memory would grow with the number of chunks)."""
+    freed chunks and memory would grow with the number of chunks); drawn from the thread's
+    :func:`retained_buffer`, so that the next product reuses them too."""
 
     def __init__(self, dtype: torch.dtype, device: torch.device):
         self.dtype, self.device = dtype, device
@@ -891,6 +897,6 @@ class _Workspace:
             size *= n
         buffer = self.buffers.get(name)
         if buffer is None or buffer.numel() < size:
-            buffer = self.buffers[name] = torch.empty(size, dtype=dtype or self.dtype,
-                                                      device=self.device)
+            buffer = self.buffers[name] = retained_buffer("chunk " + name, size,
+                                                          dtype or self.dtype, self.device)
         return buffer[:size].view(shape)
