@@ -42,6 +42,7 @@ integer DAC codes and integer conductance levels is computed exactly in floating
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 
 import torch
@@ -417,9 +418,7 @@ class DPETensor:
         # weights (mapping="bias") read their bias on every input: without unit columns it is
         # removed digitally, from the noise-free DAC codes summed per row-block.
         weight_bias = cfg.mapping == "bias" and not cfg.unit_column
-        size = 1
-        for length in driven_shape(qx.shape, x.slice_method, tile, cfg.input_encoding):
-            size *= length
+        size = math.prod(driven_shape(qx.shape, x.slice_method, tile, cfg.input_encoding))
         driven_codes = drive(qx, x.slice_method, cfg.rdac, cfg.vnoise, tile, self.generator,
                              dtype, encoding=cfg.input_encoding, level_mapping=cfg.level_mapping,
                              return_sums=weight_bias,
@@ -552,8 +551,9 @@ class DPETensor:
         # group is read once and converted from cache, instead of kept in a buffer the size of
         # a row-block's currents (out of cache) or read twice. (Not for exact reads: on int8
         # units, reading twice in small chunks measured faster than reading once in large
-        # ones. Unit columns belong to their arrays' blocks but sit after every weight column,
-        # so with them a group stays a whole row-block.)
+        # ones, and their float fallback must take the same chunks, for the same numbers. Unit
+        # columns belong to their arrays' blocks but sit after every weight column, so with
+        # them a group stays a whole row-block.)
         per_array = calibrated and cfg.adc_range == "calibrated"
         column_groups = per_array and integer_matrix is None and not arrays.unit_columns
         block_columns = arrays.tile.cols
