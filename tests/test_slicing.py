@@ -218,13 +218,11 @@ def test_drive_rejects_a_buffer_that_cannot_hold_the_codes():
     q = torch.zeros(3, 70, dtype=torch.int64)
     gen = torch.Generator().manual_seed(0)
     needed = 2 * 64 * 3 * 4  # two row-blocks of 64 word lines, 3 vectors, 4 slices
-    for name, buffer, match in (
-            ("out", torch.empty(needed - 1), f"at least {needed} elements"),
-            ("out", torch.empty(needed, dtype=torch.float64), "float32"),
-            ("scratch", torch.empty(2 * needed)[::2], "contiguous")):
-        with pytest.raises(ValueError, match=f"{name} must be .*"):
-            drive(q, (1, 1, 2, 4), 16, 0.05, TileShape(64, 8), gen, torch.float32,
-                  **{name: buffer})
-        with pytest.raises(ValueError, match=match):
+    expected = f"must be a contiguous torch.float32 tensor of at least {needed} elements, got"
+    for name, buffer, got in (
+            ("out", torch.empty(needed - 1), f"torch.float32 of {needed - 1}"),
+            ("out", torch.empty(needed, dtype=torch.float64), f"torch.float64 of {needed}"),
+            ("scratch", torch.empty(2 * needed)[::2], f"torch.float32 of {needed}")):
+        with pytest.raises(ValueError, match=f"^{name} {expected} {got}$"):
             drive(q, (1, 1, 2, 4), 16, 0.05, TileShape(64, 8), gen, torch.float32,
                   **{name: buffer})
