@@ -541,9 +541,8 @@ class DPETensor:
         current_peak = None  # with an exact read: no |current| is larger
         if integer_matrix is not None:
             code_peak = small_integer_peak(codes)
-            if code_peak is not None and rows * code_peak * integer_matrix[1] <= \
-                    EXACT_FLOAT32_SUM:
-                current_peak = rows * code_peak * integer_matrix[1]
+            peak = None if code_peak is None else rows * code_peak * integer_matrix[1]
+            current_peak = peak if peak is not None and peak <= EXACT_FLOAT32_SUM else None
             integer_matrix = None if current_peak is None else integer_matrix[0]
         # A calibrated range per array must see all the vectors' currents of its columns before
         # it converts any. A row-block's currents of every vector rarely fit in a chunk; those of
@@ -884,7 +883,9 @@ class _Workspace:
     """Buffers reused from chunk to chunk of one product, by name: one allocation each, of the
     largest shape asked for, instead of a fresh tensor per chunk (the allocator would keep the
     freed chunks and memory would grow with the number of chunks); drawn from the thread's
-    :func:`retained_buffer`, so that the next product reuses them too."""
+    :func:`retained_buffer`, so that the next product reuses them too. (The workspace keeps
+    its own references as well: a buffer over the retention limit is then still allocated
+    once per product, not once per chunk.)"""
 
     def __init__(self, dtype: torch.dtype, device: torch.device):
         self.dtype, self.device = dtype, device
