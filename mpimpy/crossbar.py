@@ -58,6 +58,7 @@ Speed (2-core CPU, float64): ``transfer_matrix`` of one 128 x 128 array takes ~5
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -517,45 +518,64 @@ def read_power(codes: torch.Tensor, drive: torch.Tensor, volts_per_code: torch.T
 
 def read_currents(codes, matrix, noise_matrix, read_noise, generator, out=None,
                   scratch=None):
-    """Column currents of every (input slice, array) pair, in code units.
+    """Column currents of every (input group, array group) pair, in code units.
 
     Args:
-        codes: DAC codes ``(Tk, M * n_x, rows)``, vector-major: float, or int8 integer codes
-            (see below).
-        matrix: read matrix ``(Tk, rows, n_arrays * N)``, array-major, in the codes' dtype.
+        codes: DAC codes ``(Tk, X, M, rows)``: per row-block, ``X`` groups of ``M`` driven
+            vectors (rows of word-line codes), float or int8 integer codes (see below).
+        matrix: read matrix ``(Tk, A, rows, C)``: per row-block, ``A`` groups of ``C``
+            columns, in the codes' dtype.
         noise_matrix: matching read-noise matrix, or ``None``.
         read_noise: relative standard deviation of every cell's conductance on every read.
         generator: random source of the read noise.
 
     Returns:
-        ``(Tk, M * n_x, n_arrays * N)``, i.e. ``(Tk, M, n_x, n_arrays, N)`` flattened. With
-        read noise each cell's conductance on each read is ``G * (1 + read_noise * N(0, 1))``,
-        independently per cell and input vector; the sum of those Gaussian terms is drawn exactly
-        as one Gaussian per output, with variance ``read_noise**2 * sum_k V_k**2 G_k**2``, so
-        noise costs one more product, not one per cell.
+        ``(Tk, X, A, M, C)``: every input group's currents on every column group. With
+        ``X = A = 1`` (the vectors' input slices as rows, every array's columns side by side)
+        that is one product per row-block; with the input slices as ``X`` and the arrays as
+        ``A``, one per (slice, array) pair, each pair's currents contiguous. The sums are the
+        same either way. With read noise each cell's conductance on each read is
+        ``G * (1 + read_noise * N(0, 1))``, independently per cell and input vector; the sum of
+        those Gaussian terms is drawn exactly as one Gaussian per output, with variance
+        ``read_noise**2 * sum_k V_k**2 G_k**2``, so noise costs one more product, not one per
+        cell.
 
         ``out`` (the currents) and ``scratch`` (two more tensors of their shape, for the read
-        noise) are reused buffers, so that a product read chunk by chunk does not allocate (and
-        leave the allocator holding) a fresh buffer per chunk.
+        noise) are reused contiguous buffers, so that a product read chunk by chunk does not
+        allocate (and leave the allocator holding) a fresh buffer per chunk.
 
     int8 codes and matrix (a noise-free read of integer codes on integer conductance levels,
     see :func:`small_integer_peak`) are summed exactly in int32 on the CPU's or GPU's integer
     matrix units (``torch._int_mm``), into ``out`` (int32) if given: the same integers as the
     float read of the same codes, whose sums are exact too (at most ``2**24``).
     """
+    tk, n_in, m = codes.shape[:3]
+    n_arrays, n_cols = matrix.shape[1], matrix.shape[-1]
+    shape = (tk, n_in, n_arrays, m, n_cols)
     if codes.dtype == torch.int8:
-        shape = (codes.shape[0], codes.shape[1], matrix.shape[-1])
         sums = out if out is not None else torch.empty(shape, dtype=torch.int32,
                                                        device=codes.device)
-        for t in range(codes.shape[0]):  # torch._int_mm is 2-D; a chunk has few row-blocks
-            torch._int_mm(codes[t], matrix[t], out=sums[t])
+        # torch._int_mm is 2-D; a chunk has few row-blocks and groups
+        for t, x, a in itertools.product(range(tk), range(n_in), range(n_arrays)):
+            torch._int_mm(codes[t, x], matrix[t, a], out=sums[t, x, a])
         return sums
-    currents = torch.bmm(codes, matrix, out=out)
+    currents = out if out is not None else torch.empty(shape, dtype=codes.dtype,
+                                                       device=codes.device)
+
+    def product(left, right, result):
+        if n_in == n_arrays == 1:  # one batched product over the row-blocks
+            return torch.bmm(left[:, 0], right[:, 0], out=result[:, 0, 0])
+        for t, x in itertools.product(range(tk), range(n_in)):  # every array group at once
+            torch.matmul(left[t, x].unsqueeze(0), right[t], out=result[t, x])
+        return result
+
+    product(codes, matrix, currents)
     if noise_matrix is not None and read_noise > 0:
-        std, noise = scratch if scratch is not None else (None, None)
-        std = torch.bmm(codes * codes, noise_matrix, out=std).sqrt_()
-        noise = torch.randn(currents.shape, generator=generator, device=currents.device,
-                            dtype=currents.dtype, out=noise)
+        std, noise = scratch if scratch is not None else (torch.empty_like(currents),
+                                                          torch.empty_like(currents))
+        product(codes * codes, noise_matrix, std).sqrt_()
+        torch.randn(shape, generator=generator, device=currents.device, dtype=currents.dtype,
+                    out=noise)
         currents.addcmul_(std, noise, value=read_noise)
     return currents
 

@@ -102,8 +102,8 @@ class DPETensor:
             products each thread keeps the working buffers (DAC codes, chunks; those of at most
             128 MB, see :data:`RETAINED_BUFFER_BYTES`) for its next product.
         calibration_elements: with a calibrated ADC, the currents one calibration needs (for
-            ``"calibrated"``, one row-block's, or with inexact reads those of as many whole
-            column blocks as fit in a chunk, at least one; the whole product's, for
+            ``"calibrated"``, one row-block's, or with inexact reads those of one column
+            block, every array of it side by side; the whole product's, for
             ``"calibrated-symmetric"``) are kept between calibrating and converting if they are
             at most this many (512 MB in float32 by default); more, and those of int8 reads
             (cheaper to read again than to keep), are read twice instead.
@@ -546,19 +546,20 @@ class DPETensor:
             integer_matrix = None if current_peak is None else integer_matrix[0]
         # A calibrated range per array must see all the vectors' currents of its columns before
         # it converts any. A row-block's currents of every vector rarely fit in a chunk; those of
-        # a few whole column blocks (arrays side by side) do: read by column range, each such
-        # group is read once and converted from cache, instead of kept in a buffer the size of
-        # a row-block's currents (out of cache) or read twice. (Not for exact reads: on int8
-        # units, reading twice in small chunks measured faster than reading once in large
-        # ones, and their float fallback must take the same chunks, for the same numbers. Unit
-        # columns belong to their arrays' blocks but sit after every weight column, so with
-        # them a group stays a whole row-block.)
+        # one column block (arrays side by side) do: read by column block, each such group is
+        # read once and converted from cache, instead of kept in a buffer the size of a
+        # row-block's currents (out of cache) or read twice. Its currents are read slice pair
+        # by slice pair ("pair-major"), so that each array's currents of every vector lie
+        # contiguous: its range is then a reduction along memory (several times faster than
+        # one across the vectors), and so is the subtraction of its lower end. (Not for exact
+        # reads: on int8 units, reading twice in small chunks measured faster than reading
+        # once in large ones, and their float fallback must take the same chunks, for the
+        # same numbers. Unit columns belong to their arrays' blocks but sit after every weight
+        # column, so with them a group stays a whole row-block.)
         per_array = calibrated and cfg.adc_range == "calibrated"
-        column_groups = per_array and integer_matrix is None and not arrays.unit_columns
+        pair_major = per_array and integer_matrix is None and not arrays.unit_columns
         block_columns = arrays.tile.cols
-        width = n_cols
-        if column_groups:
-            width = block_columns * max(1, self.chunk_elements // (m * n_x * n_a * block_columns))
+        width = block_columns if pair_major else n_cols
         column_ranges = [slice(c, min(c + width, n_cols)) for c in range(0, n_cols, width)]
         # An exact read is cheap on int8 units, so the passes after it (ADC, shift-add) set the
         # pace: they run from cache only if a chunk's currents stay in it. Both kernels take the
@@ -600,6 +601,10 @@ class DPETensor:
             # of codes are then a contiguous int8 matrix, as torch._int_mm takes them
             codes_int8 = torch.empty((tk, m, n_x, rows), dtype=torch.int8, device=self.device)
             codes_int8.copy_(codes.permute(0, 2, 3, 1))
+        elif pair_major:  # once per product, slice-major (Tk, n_x, M, rows): each slice's
+            # codes of a chunk's vectors are a matrix with rows of unit stride
+            slice_codes = workspace.get("slice codes", (tk, n_x, m, rows))
+            slice_codes.copy_(codes.permute(0, 3, 2, 1))
 
         def columns(read_matrix, ts, cs):
             """Row-blocks ``ts`` of a read matrix, only columns ``cs`` of every array
@@ -613,28 +618,41 @@ class DPETensor:
                 t, word_lines, n_a * (cs.stop - cs.start))
 
         def read(chunk, out=None):
-            """The chunk's currents ``(Tk', M', n_x, n_a, C')``, into ``out`` (a contiguous
-            tensor of as many elements) or else the reused chunk buffer; for an int8 read,
-            their exact int32 sums, in a reused buffer of their own."""
+            """The chunk's currents ``(Tk', M', n_x, n_a, C')`` (pair-major:
+            ``(Tk', n_x, n_a, M', C')``), into ``out`` (a contiguous tensor of as many
+            elements) or else the reused chunk buffer; for an int8 read, their exact int32
+            sums, in a reused buffer of their own."""
             ms, ts, cs = chunk
             t, mc, cw = ts.stop - ts.start, ms.stop - ms.start, cs.stop - cs.start
-            shape = (t, mc * n_x, n_a * cw)
-            if int8_read:
-                block = codes_int8[ts, ms].reshape(t, mc * n_x, rows)
-                out = workspace.get("sums", shape, torch.int32)
-            else:
-                # (Tk', M' * n_x, rows) as a transposed view of (Tk', rows, M', n_x): the float
-                # product reads it without a copy
-                block = codes[ts, :, ms].reshape(t, rows, mc * n_x).transpose(1, 2)
+            if pair_major:  # one input group per slice, one column group per array
+                shape = (t, n_x, n_a, mc, cw)
+                block = slice_codes[ts, :, ms]
+
+                def arrays_of(read_matrix):  # (Tk', n_a, rows, C'): a copy, a few arrays
+                    return read_matrix[ts].view(t, rows, n_a, n_cols)[..., cs].transpose(
+                        1, 2).contiguous()
+            else:  # one input group (every vector's slices), one column group
+                shape = (t, 1, 1, mc * n_x, n_a * cw)
+                if int8_read:
+                    block = codes_int8[ts, ms].reshape(t, 1, mc * n_x, rows)
+                    out = workspace.get("sums", shape, torch.int32)
+                else:
+                    # (Tk', M' * n_x, rows) as a transposed view of (Tk', rows, M', n_x): the
+                    # float product reads it without a copy
+                    block = codes[ts, :, ms].reshape(t, rows, mc * n_x).transpose(1, 2)
+                    block = block.unsqueeze(1)
+
+                def arrays_of(read_matrix):
+                    return columns(read_matrix, ts, cs).unsqueeze(1)
             if out is None:
                 out = workspace.get("currents", shape)
             scratch = (workspace.get("std", shape), workspace.get("noise", shape)) \
                 if noisy else None
             currents = read_currents(
-                block, columns(integer_matrix if int8_read else matrix, ts, cs),
-                None if noise_matrix is None else columns(noise_matrix, ts, cs),
+                block, arrays_of(integer_matrix if int8_read else matrix),
+                None if noise_matrix is None else arrays_of(noise_matrix),
                 cfg.read_noise, self.generator, out=out.view(shape), scratch=scratch)
-            return currents.view(t, mc, n_x, n_a, cw)
+            return currents.view(shape if pair_major else (t, mc, n_x, n_a, cw))
 
         pair_weight = pair_weight.to(codes)
         y = torch.zeros(m, n, dtype=codes.dtype, device=self.device)
@@ -649,7 +667,7 @@ class DPETensor:
             the step of a whole-product calibration; both ``None`` for a fixed ADC range.
             """
             ms, ts, cs = chunk
-            t, cw = currents.shape[0], cs.stop - cs.start
+            t, mc, cw = currents.shape[0], ms.stop - ms.start, cs.stop - cs.start
             outputs = slice(cs.start, min(cs.stop, n))  # the output columns (no unit columns)
             low, step = (None, None) if array_range is None else array_range
             # uncompiled, the passes run in place in reused buffers; compiled, they fuse into
@@ -657,12 +675,16 @@ class DPETensor:
             buffers = {} if compiled else {
                 "scratch": currents if currents.is_floating_point() else
                 workspace.get("codes", currents.shape).view(currents.shape),
-                "out": workspace.get("partial", (t * currents.shape[1], cw))}
+                "out": workspace.get("partial", (t * mc, cw))}
+            if gain is not None:  # the gain of every read column, as the currents lie
+                column_gain = gain[ts].view(t, 1, n_a, 1, n_cols) if pair_major else \
+                    gain[ts].view(t, 1, 1, n_a, n_cols)
             partial = convert_shift_add(
                 currents, weights, cfg.radc, bipolar and array_range is None,
                 divisor=pair_step if step_after is None else step_after, low=low, step=step,
-                gain=None if gain is None else gain[ts].view(t, 1, 1, n_a, n_cols)[..., cs],
-                saturates=saturates, compile=compiled, **buffers)
+                gain=None if gain is None else column_gain[..., cs], saturates=saturates,
+                pair_major=pair_major, compile=compiled, dynamic_dim=3 if pair_major else 1,
+                **buffers)
             if range_offset is not None:
                 partial.add_(range_offset.unsqueeze(1))  # the ranges' lower ends
             partial = self._remove_bias(partial, arrays, None if bias_per_vector is None
@@ -714,23 +736,31 @@ class DPETensor:
                                               and not int8_read)
             kept = [] if keep else None
             # Kept currents go to one buffer of the group's size (reused from group to group;
-            # each chunk a contiguous part of it), unless the group is one chunk
-            group = None
-            if keep and len(group_chunks) > 1:
-                t0 = ts.start if per_array else 0
-                group = workspace.get("kept", (t, m, n_x * n_a * cw))
+            # each chunk the next contiguous part of it), unless the group is one chunk
+            group = workspace.get("kept", (size,)) if keep and len(group_chunks) > 1 else None
+            offset = 0
             for chunk in group_chunks:
                 ms, cts, _ = chunk
+                chunk_size = (ms.stop - ms.start) * (cts.stop - cts.start) * n_x * n_a * cw
                 currents = read(chunk, None if group is None else
-                                group[cts.start - t0:cts.stop - t0, ms])
-                # over the vectors first: a reduction down the outer axis reads memory in order
-                flat = currents.view(currents.shape[0], -1, n_x * n_a * cw)
-                # (amin and amax apart: torch.aminmax is several times slower down this axis;
-                # compiled into one pass, they are no faster)
-                chunk_low, chunk_high = (v.double().view(-1, n_x, n_a, cw)
-                                         for v in (flat.amin(1), flat.amax(1)))
+                                group[offset:offset + chunk_size])
+                offset += chunk_size
+                # (amin and amax apart: torch.aminmax is several times slower; compiled into
+                # one pass, they are no faster)
+                if pair_major:  # each array's currents are contiguous: along memory
+                    flat = currents.view(currents.shape[0], n_x, n_a, -1)
+                    chunk_low, chunk_high = (v.double().unsqueeze(-1)
+                                             for v in (flat.amin(-1), flat.amax(-1)))
+                    chunk_blocks = block_of[cs][:1]  # (t, n_x, n_a, 1): the block's range
+                else:
+                    # over the vectors first: a reduction down the outer axis reads memory in
+                    # order
+                    flat = currents.view(currents.shape[0], -1, n_x * n_a * cw)
+                    chunk_low, chunk_high = (v.double().view(-1, n_x, n_a, cw)
+                                             for v in (flat.amin(1), flat.amax(1)))
+                    chunk_blocks = None if not per_array else block_of[cs]
                 if per_array:
-                    index = block_of[cs].expand(chunk_low.shape)
+                    index = chunk_blocks.expand(chunk_low.shape)
                     low.copy_(low.scatter_reduce(-1, index, chunk_low, "amin"))
                     high.copy_(high.scatter_reduce(-1, index, chunk_high, "amax"))
                 else:  # one range per slice pair over the whole product
@@ -749,17 +779,20 @@ class DPETensor:
             if per_array:
                 _, ts, cs = group[0]
                 # code c reads low + c * step, every one of the radc levels on [min, max]; per
-                # read column of the group (Tk', 1, n_x, n_a, C')
+                # read column of the group (Tk', n_x, n_a, C')
                 step = adc_step(high - low, cfg.radc, False)
-                low_c, step_c = (v.index_select(-1, block_of[cs]).unsqueeze(1).to(codes)
+                low_c, step_c = (v.index_select(-1, block_of[cs]).to(codes)
                                  for v in (low, step))
-                lows = low_c[:, 0]  # (Tk', n_x, n_a, C')
+                lows = low_c
                 if gain is not None:  # the drift gain scales what the ADC read, offset included
                     lows = lows * gain[ts].view(-1, 1, n_a, n_cols)[..., cs]
                 # what the lower ends add up to in the shift-add of each column (Tk', C')
                 ranges["range_offset"] = torch.einsum("tsac,sa->tc", lows,
                                                       pair_weight.view(n_x, n_a))
-                ranges["array_range"] = (low_c, step_c)
+                # as the currents lie: (Tk', 1, n_x, n_a, C'), or pair-major one range per
+                # array (Tk', n_x, n_a, 1, 1)
+                ranges["array_range"] = tuple(v[..., :1, None] if pair_major else v.unsqueeze(1)
+                                              for v in (low_c, step_c))
             else:
                 # zero current stays at code 0: [0, max], or +-max|I| for a bipolar ADC
                 peak = torch.maximum(high, -low) if bipolar else high

@@ -35,8 +35,10 @@ class Compiled:
 
     The kernel is compiled for any size of axis ``dynamic_dim`` of the first argument (the
     vectors of a chunk: the last chunk of a product has fewer) and for the exact sizes of the
-    other axes, which stay fixed through a product. (Compiled for any size of every axis, the
-    shift-add's small product over the slice pairs is no longer fused: several times slower.)
+    other axes, which stay fixed through a product; a call may name another axis
+    (``dynamic_dim=``) where its first argument is laid out otherwise. (Compiled for any size
+    of every axis, the shift-add's small product over the slice pairs is no longer fused:
+    several times slower.)
     """
 
     def __init__(self, function, dynamic_dim: int):
@@ -49,14 +51,15 @@ class Compiled:
     def runs_compiled(self, device: torch.device) -> bool:
         return device.type not in self.failures
 
-    def __call__(self, *args, compile: bool = False, **kwargs):
+    def __call__(self, *args, compile: bool = False, dynamic_dim: int | None = None, **kwargs):
         device = next(a.device for a in args if isinstance(a, torch.Tensor))
         if not compile or not self.runs_compiled(device):
             return self.function(*args, **kwargs)
         if self._kernel is None:
             self._kernel = torch.compile(self.function)
         try:
-            torch._dynamo.maybe_mark_dynamic(args[0], self.dynamic_dim)
+            torch._dynamo.maybe_mark_dynamic(
+                args[0], self.dynamic_dim if dynamic_dim is None else dynamic_dim)
             # One kernel per variant (ADC or none, calibrated or not, dtype, shapes): a study
             # may need more than torch's default 8 before it would run uncompiled. Only the
             # axis marked is compiled for any size.

@@ -171,26 +171,28 @@ def _convert_shift_add(currents: torch.Tensor, weights: torch.Tensor, radc: int 
                        bipolar: bool, divisor: torch.Tensor | None = None,
                        low: torch.Tensor | None = None, step: torch.Tensor | None = None,
                        gain: torch.Tensor | None = None, saturates: bool = True,
-                       scratch: torch.Tensor | None = None, out: torch.Tensor | None = None
-                       ) -> torch.Tensor:
+                       scratch: torch.Tensor | None = None, out: torch.Tensor | None = None,
+                       pair_major: bool = False) -> torch.Tensor:
     """Stages 6 and 7 on one chunk: every current through the ADC, then the shift-add.
 
     Args:
         currents: ``(T, M, n_x, n_a, C)`` currents of ``T`` row-blocks and ``M`` vectors, in code
             units: float, or the exact int32 sums of an integer read. Not modified (unless it
-            is ``scratch``).
+            is ``scratch``). With ``pair_major``, ``(T, n_x, n_a, M, C)``: each slice pair's
+            currents contiguous.
         weights: ``(n_x * n_a,)`` shift-add weight of each slice pair (float; for a fixed ADC
             range, per ADC level).
         radc: ADC levels, or ``None`` (no ADC: the currents are added up as they are).
         bipolar: a symmetric ADC, for currents of both signs (see :func:`convert`).
         divisor: a fixed range's ADC step, broadcastable to ``currents`` (e.g. per input slice
             ``(1, 1, n_x, 1, 1)``), dividing every current first; or ``None``.
-        low, step: ``(T, 1, n_x, n_a, C)`` calibrated range of every read column: code ``c``
+        low, step: calibrated range of every read column, broadcastable to ``currents`` (e.g.
+            ``(T, 1, n_x, n_a, C)``, or ``(T, n_x, n_a, 1, C)`` pair-major): code ``c``
             reads ``low + c * step``, and this returns the ``c * step`` (the lower ends add up
             to a constant per output, left to the caller). ``None``: currents already in ADC
             levels.
-        gain: ``(T, 1, 1, n_a, C)`` digital gain of every converted column (drift
-            compensation), or ``None``.
+        gain: digital gain of every converted column (drift compensation), broadcastable to
+            ``currents`` (e.g. ``(T, 1, 1, n_a, C)``), or ``None``.
         saturates: whether a current may fall outside the ADC's range (see :func:`convert`);
             ``False`` where the caller knows none does.
         scratch, out: uncompiled, reused buffers for the ADC's codes (float, shaped like
@@ -214,6 +216,10 @@ def _convert_shift_add(currents: torch.Tensor, weights: torch.Tensor, radc: int 
         values.mul_(step)
     if gain is not None:
         values.mul_(gain)
+    if pair_major:  # the weighted sum of the pairs' contiguous blocks
+        t, n_x, n_a, m, c = values.shape
+        return torch.matmul(weights, values.view(t, n_x * n_a, m * c),
+                            out=None if out is None else out.view(t, m * c)).view(t, m, c)
     t, m, n_x, n_a, c = values.shape
     return torch.matmul(weights, values.view(t * m, n_x * n_a, c), out=out).view(t, m, c)
 

@@ -451,3 +451,50 @@ def test_the_integer_read_gives_the_float_reads_numbers_on_many_chunks(adc_range
         x.slice_data_imp(engine, x_data, transpose=True)
         results.append(engine(x, mat))
     assert torch.equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int8])
+def test_read_currents_in_pairs_are_the_one_products_currents(dtype):
+    """Read slice pair by slice pair (input slices as groups of vectors, arrays as groups of
+    columns), every pair's currents are those of the one product of all slices on all arrays,
+    exactly: integer codes on integer levels, float32 or int8 (exact int32 sums)."""
+    from mpimpy.crossbar import int8_matmul_fits, read_currents
+
+    if dtype == torch.int8 and not int8_matmul_fits(torch.device("cpu"), 5, 16, 8):
+        pytest.skip("no integer matrix units on this CPU: the engine reads in float")
+    gen = torch.Generator().manual_seed(11)
+    tk, n_x, n_a, m, rows, cols = 2, 3, 4, 5, 16, 8
+    codes = torch.randint(0, 16, (tk, n_x, m, rows), generator=gen)
+    levels = torch.randint(-15, 16, (tk, n_a, rows, cols), generator=gen)
+    # one group: (Tk, 1, M * n_x, rows) vector-major, every array's columns side by side
+    one_codes = codes.permute(0, 2, 1, 3).reshape(tk, 1, m * n_x, rows)
+    one_matrix = levels.permute(0, 2, 1, 3).reshape(tk, 1, rows, n_a * cols)
+    one = read_currents(one_codes.to(dtype).contiguous(), one_matrix.to(dtype).contiguous(),
+                        None, 0.0, gen)
+    pairs = read_currents(codes.to(dtype).contiguous(), levels.to(dtype).contiguous(),
+                          None, 0.0, gen)
+    assert one.shape == (tk, 1, 1, m * n_x, n_a * cols)
+    assert pairs.shape == (tk, n_x, n_a, m, cols)
+    expected = torch.einsum("txmr,targ->txamg", codes, levels)  # int64: exact
+    assert torch.equal(pairs.long(), expected)
+    one_as_pairs = one.view(tk, m, n_x, n_a, cols).permute(0, 2, 3, 1, 4)
+    assert torch.equal(one_as_pairs.long(), expected)
+
+
+def test_read_noise_in_pairs_has_the_per_output_variance():
+    """Read slice pair by slice pair, each output's read noise is still one Gaussian of variance
+    ``read_noise**2 * sum_k V_k**2 G_k**2`` of its own pair's codes and cells."""
+    from mpimpy.crossbar import read_currents
+
+    gen = torch.Generator().manual_seed(12)
+    tk, n_x, n_a, m, rows, cols, sigma = 2, 3, 4, 2000, 16, 8, 0.05
+    codes = torch.randint(0, 16, (tk, n_x, m, rows), generator=gen).double()
+    levels = torch.randint(1, 16, (tk, n_a, rows, cols), generator=gen).double()
+    noisy = read_currents(codes, levels, levels**2, sigma, gen)
+    exact = torch.einsum("txmr,targ->txamg", codes, levels)
+    std = torch.einsum("txmr,targ->txamg", codes**2, levels**2).sqrt() * sigma
+    z = ((noisy - exact) / std).flatten()
+    n = z.numel()
+    # mean of n standard normals has sd 1/sqrt(n), their sample variance relative sd sqrt(2/n)
+    assert abs(float(z.mean())) < 5 / math.sqrt(n)
+    assert abs(float(z.var()) - 1) < 5 * math.sqrt(2 / n)

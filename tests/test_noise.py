@@ -73,8 +73,9 @@ def test_read_noise_variance_matches_per_cell_model():
     brute = (codes[0, 0].view(1, rows, 1) * absolute * (1 + sigma * cell_noise)).sum(1)
     brute = brute - (codes[0, 0].view(1, rows, 1) * 0.15).sum(1)
     fast = read_currents(
-        codes.expand(1, trials, rows).contiguous(), levels, absolute**2, sigma, gen
-    )[0]
+        codes.expand(1, trials, rows).contiguous().unsqueeze(1), levels.unsqueeze(1),
+        (absolute**2).unsqueeze(1), sigma, gen
+    )[0, 0, 0]
     var_brute, var_fast = brute.var(0), fast.var(0)
     expected = sigma**2 * ((codes[0, 0] ** 2).view(rows, 1) * absolute[0] ** 2).sum(0)
     # sample variance of n Gaussians has relative sd sqrt(2/n)
