@@ -62,7 +62,7 @@ test-browser: setup browser
 bench: setup
 	$(PY) benchmarks/bench_core.py --repeats 2
 	$(PY) benchmarks/bench_nn.py
-	$(PY) benchmarks/bench_cost.py --repeats 3
+	$(PY) benchmarks/bench_cost.py --repeats 5
 	$(PY) benchmarks/bench_encodings.py
 	$(PY) benchmarks/bench_memory.py --m 2000
 	$(PY) benchmarks/bench_wire.py

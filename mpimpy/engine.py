@@ -102,8 +102,9 @@ class DPETensor:
             products each thread keeps the working buffers (DAC codes, chunks; those of at most
             128 MB, see :data:`RETAINED_BUFFER_BYTES`) for its next product.
         calibration_elements: with a calibrated ADC, the currents one calibration needs (for
-            ``"calibrated"``, one row-block's, or with inexact reads those of one column
-            block, every array of it side by side; the whole product's, for
+            ``"calibrated"``, one row-block's, or with inexact reads of a large row-block
+            (see :data:`PAIR_MAJOR_CURRENTS`) those of one column block, every array of it side
+            by side; the whole product's, for
             ``"calibrated-symmetric"``) are kept between calibrating and converting if they are
             at most this many (512 MB in float32 by default); more, and those of int8 reads
             (cheaper to read again than to keep), are read twice instead.
@@ -551,13 +552,15 @@ class DPETensor:
         # row-block's currents (out of cache) or read twice. Its currents are read slice pair
         # by slice pair ("pair-major"), so that each array's currents of every vector lie
         # contiguous: its range is then a reduction along memory (several times faster than
-        # one across the vectors), and so is the subtraction of its lower end. (Not for exact
+        # one across the vectors), and so is the subtraction of its lower end. (Only for
+        # row-blocks of more than PAIR_MAJOR_CURRENTS currents, see there. Not for exact
         # reads: on int8 units, reading twice in small chunks measured faster than reading
         # once in large ones, and their float fallback must take the same chunks, for the
         # same numbers. Unit columns belong to their arrays' blocks but sit after every weight
         # column, so with them a group stays a whole row-block.)
         per_array = calibrated and cfg.adc_range == "calibrated"
-        pair_major = per_array and integer_matrix is None and not arrays.unit_columns
+        pair_major = per_array and integer_matrix is None and not arrays.unit_columns and \
+            m * n_x * n_a * n_cols > PAIR_MAJOR_CURRENTS
         block_columns = arrays.tile.cols
         width = block_columns if pair_major else n_cols
         column_ranges = [slice(c, min(c + width, n_cols)) for c in range(0, n_cols, width)]
@@ -879,6 +882,17 @@ class DPETensor:
 #: measured fastest for int8 reads on the development machine (2 MB of L2 per core, 32 MB of
 #: L3), where larger chunks leave the ADC and shift-add passes waiting on memory.
 EXACT_READ_CHUNK_ELEMENTS = 2**21
+
+#: With a calibrated ADC (a range per array) and an inexact read, a row-block of more currents
+#: than this (every vector's, slice pair's and column's; 16 MB in float32, half the development
+#: machine's L3) is read one column block at a time, slice pair by slice pair: its currents
+#: would not stay in cache, one column block's do, and each array's range is then a reduction
+#: along memory. Smaller row-blocks are read whole, every slice pair in one product: there the
+#: narrow products of one pair and one block measured twice as slow (the converted CNN's
+#: layers). A fixed number, not the chunk size, so that the chunks a product is read in never
+#: change its numbers: each layout sums a current in its own order, and a calibrated ADC's code
+#: flips where a current lies within round-off of a level's edge.
+PAIR_MAJOR_CURRENTS = 2**22
 
 
 #: Between products, each thread keeps a product's working buffers (the DAC codes and their

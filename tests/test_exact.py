@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mpimpy import DPETensor, SlicedData
+from mpimpy import engine as engine_module
 from mpimpy.config import INPUT_ENCODINGS
 
 
@@ -249,16 +250,23 @@ CHUNKINGS = [(2**22, 2**27), (200, 2**27), (200, 0), (960, 2**27), (320, 0)]
 @pytest.mark.parametrize("chunking", CHUNKINGS,
                          ids=["one-chunk", "kept", "read-twice", "row-block-pairs",
                               "column-blocks"])
-@pytest.mark.parametrize("adc_range", ["calibrated", "calibrated-symmetric"])
+@pytest.mark.parametrize("adc_range, layout", [
+    ("calibrated", "whole row-blocks"), ("calibrated", "pair-major"),
+    ("calibrated-symmetric", "whole row-blocks")])
 @pytest.mark.parametrize("mapping", ["offset", "diffpair"])
-def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range, chunking):
+def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range, layout, chunking,
+                                                       monkeypatch):
     """A coarse calibrated ADC, rebuilt pair by pair: every (input slice, weight slice) pair's
     currents are integer dot products. ``"calibrated"``: each array's ADC (one row-block, one
     column block of 4, one slice pair) has the range [min, max] of the currents it converts over
     the whole product, with all radc levels; ``"calibrated-symmetric"``: one range per pair,
     its largest current (|current| for the bipolar ADC, (radc - 1) // 2 levels a side), zero
     at code 0. Each current is rounded to its range's levels. Whatever the chunks the engine
-    reads the currents in, each range is the one of all the currents it converts."""
+    reads the currents in, and whether it reads whole row-blocks or (as it does for large ones)
+    slice pair by slice pair and column block by column block, each range is the one of all the
+    currents it converts. (float64 operands: the float read, whose integer sums are exact.)"""
+    monkeypatch.setattr(engine_module, "PAIR_MAJOR_CURRENTS",
+                        0 if layout == "pair-major" else 2**62)
     widths, rows, radc, g_level = [1, 1, 2, 4], 8, 16, 16
     # Conductances that are sums of powers of two, so the engine's currents are the exact
     # integers below (integer currents often sit exactly half-way between two ADC levels, and
