@@ -15,6 +15,7 @@ Run: ``python benchmarks/bench_memory.py [--m 20000 --k 2048 --n 2048 --rounds 2
 minute per product on 2 cores at the full size; ``--m 2000``, as ``make bench`` runs it, takes
 seconds: ten times fewer inputs and chunks, a peak lower by the inputs' share only).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,6 +53,8 @@ def main():
                         help="fresh processes per configuration, alternating (default 2)")
     parser.add_argument("--adc-range", dest="adc_range", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.adc_range:  # the child: one configuration
         print(json.dumps(measure(args)))
         return
@@ -74,6 +77,7 @@ def main():
     full, calibrated = best["full"], best["calibrated"]
     print(f"  calibrated / full: time {calibrated['seconds'] / full['seconds']:.2f}, "
           f"peak {calibrated['peak_gb'] / full['peak_gb']:.2f}")
+
 
 if __name__ == "__main__":
     main()
