@@ -4,6 +4,7 @@ The public API::
 
     from mpimpy import DPETensor, SlicedData, dot, CrossbarMatmul, RE, SNR, ABSE
     from mpimpy import cost       # energy, latency and area: cost.estimate(engine, x, mat)
+    from mpimpy import release_buffers  # the working buffers a thread keeps between products
 
 ``dot`` programs its right operand anew on every call; :class:`CrossbarMatmul` programs a
 matrix once and multiplies every input by the same arrays (``mpimpy.apps.CrossbarMatmul``).
@@ -23,6 +24,7 @@ _EXPORTS = {
     "CrossbarConfig": ".config",
     "TileShape": ".config",
     "DPETensor": ".engine",
+    "release_buffers": ".engine",
     "ABSE": ".metrics",
     "RE": ".metrics",
     "SNR": ".metrics",
@@ -62,5 +64,6 @@ __all__ = [
     "max_abs_error",
     "all_metrics",
     "cost",
+    "release_buffers",
     "__version__",
 ]

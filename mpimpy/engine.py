@@ -100,7 +100,8 @@ class DPETensor:
             about ``4 * chunk_elements`` bytes for float32 beyond the operands; exact integer
             reads use chunks of at most ``2**21``, which keep their currents in cache). Between
             products each thread keeps the working buffers (DAC codes, chunks; those of at most
-            128 MB, see :data:`RETAINED_BUFFER_BYTES`) for its next product.
+            128 MB, see :data:`RETAINED_BUFFER_BYTES`) for its next product;
+            :func:`release_buffers` frees them.
         calibration_elements: with a calibrated ADC, the currents one calibration needs (for
             ``"calibrated"``, one row-block's, or with inexact reads of a large row-block
             (see :data:`PAIR_MAJOR_CURRENTS`) those of one column block, every array of it side
@@ -924,6 +925,19 @@ def retained_buffer(name: str, size: int, dtype: torch.dtype, device: torch.devi
     if size * buffer.element_size() <= RETAINED_BUFFER_BYTES:
         pool[name] = buffer
     return buffer
+
+
+def release_buffers() -> int:
+    """Free the working buffers the calling thread keeps between products (see
+    :data:`RETAINED_BUFFER_BYTES`): up to a few hundred MB after a large product, which a
+    notebook otherwise holds until its thread ends. The next product allocates afresh (its
+    first chunks then pay for fresh pages); its numbers are the same. Other threads keep theirs.
+
+    Returns:
+        the bytes the pool held (freed now, unless a tensor still refers to them).
+    """
+    pool = _retained.__dict__.pop("buffers", {})
+    return sum(buffer.numel() * buffer.element_size() for buffer in pool.values())
 
 
 class _Workspace:

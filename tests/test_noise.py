@@ -280,6 +280,33 @@ def test_effective_weights_of_a_vector_and_of_an_unprogrammed_operand():
             engine, torch.randn(2, 3, 4)))
 
 
+def test_release_buffers_gives_the_memory_back_and_leaves_the_numbers_alone():
+    """After a large product the thread keeps its DAC codes and their noise (about 100 MB
+    each, under the retention limit): release_buffers() hands them back to the OS (resident
+    memory falls), and the same seeded product afterwards, in fresh buffers, is the same."""
+    import psutil
+
+    import mpimpy
+
+    x_data = torch.randn(12500, 512, generator=torch.Generator().manual_seed(2))
+    w_data = torch.randn(512, 8, generator=torch.Generator().manual_seed(3))
+
+    def product():
+        engine = DPETensor(var=0.05, vnoise=0.05, seed=4)
+        return engine(*sliced_pair(engine, x_data, w_data))
+
+    codes_bytes = 8 * 64 * 12500 * 4 * 4  # (Tk, rows, M, n_x) float32
+    assert codes_bytes <= engine_module.RETAINED_BUFFER_BYTES  # so kept after the product
+    before = product()
+    resident = psutil.Process().memory_info().rss
+    released = mpimpy.release_buffers()
+    freed = resident - psutil.Process().memory_info().rss
+    assert released >= 2 * codes_bytes
+    assert freed >= 1.5 * codes_bytes  # the buffers over 32 MB are unmapped at once
+    assert mpimpy.release_buffers() == 0  # nothing left to free
+    assert torch.equal(product(), before)
+
+
 def test_products_after_a_larger_one_equal_those_with_fresh_buffers():
     """The drive stage's buffers kept from product to product (per thread) never change a
     result: products run after a larger one, in reused buffers with its stale contents, equal
