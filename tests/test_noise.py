@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mpimpy import RE, DPETensor, SlicedData
+from mpimpy import RE, DPETensor, SlicedData, release_buffers
 from mpimpy import engine as engine_module
 from mpimpy.config import CrossbarConfig
 from mpimpy.crossbar import read_currents
@@ -286,8 +286,6 @@ def test_release_buffers_gives_the_memory_back_and_leaves_the_numbers_alone():
     memory falls), and the same seeded product afterwards, in fresh buffers, is the same."""
     import psutil
 
-    import mpimpy
-
     x_data = torch.randn(12500, 512, generator=torch.Generator().manual_seed(2))
     w_data = torch.randn(512, 8, generator=torch.Generator().manual_seed(3))
 
@@ -299,11 +297,11 @@ def test_release_buffers_gives_the_memory_back_and_leaves_the_numbers_alone():
     assert codes_bytes <= engine_module.RETAINED_BUFFER_BYTES  # so kept after the product
     before = product()
     resident = psutil.Process().memory_info().rss
-    released = mpimpy.release_buffers()
+    released = release_buffers()
     freed = resident - psutil.Process().memory_info().rss
     assert released >= 2 * codes_bytes
     assert freed >= 1.5 * codes_bytes  # the buffers over 32 MB are unmapped at once
-    assert mpimpy.release_buffers() == 0  # nothing left to free
+    assert release_buffers() == 0  # nothing left to free
     assert torch.equal(product(), before)
 
 
