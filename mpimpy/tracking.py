@@ -336,7 +336,7 @@ def start_run(
     return run
 
 
-def _resolve_run(run) -> TrackedRun:
+def resolve_run(run) -> TrackedRun:
     """The run to log into: the one given, else the open one, else MLflow's active run, else new."""
     if isinstance(run, TrackedRun):
         return run
@@ -539,7 +539,7 @@ def log_result(
     """
     from mpimpy.metrics import all_metrics
 
-    tracked = _resolve_run(run)
+    tracked = resolve_run(run)
     metrics = dict(all_metrics(y_ideal, y_sim))
     metrics["sim_time_s"] = float(sim_time_s)
     if extra_metrics:
@@ -667,7 +667,7 @@ def log_cost(report, *, run=None, layers: Mapping[str, Any] | None = None,
                          **(extra_metrics or {})}
     from mpimpy.studies.plots import cost_breakdown_plot
 
-    tracked = _resolve_run(run)
+    tracked = resolve_run(run)
     values = report.as_dict()
     names = (*COST_METRICS, "power_W", "throughput_mac_per_s", "adc_conversions",
              *(k for k in values if k.startswith("energy_") and k.endswith("_J")
@@ -773,6 +773,7 @@ __all__ = [
     "notebook_html",
     "number_format",
     "project_root",
+    "resolve_run",
     "run_name",
     "short_value",
     "simulation_cost",

@@ -324,6 +324,35 @@ def test_sigkill_of_the_runner_mid_search_then_a_rerun_gives_n_trials_without_du
     assert len({r.data.tags["trial"] for r in finished}) == 4  # no trial finished twice
 
 
+def test_two_runners_started_together_on_one_search_share_its_trials(tmp_path):
+    """Two runners on one search at once, real processes on a fresh local store that both
+    create: trials one to one with runs, exactly one FINISHED run per trial, and no more than
+    n_trials trials COMPLETE (neither runner asks beyond what the other holds)."""
+    from mpimpy import tracking
+
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    path = search_study(tmp_path, "together", search={"n_trials": 6, "sampler": "random"})
+    procs = [runner(uri, path, tmp_path, "--workers", "2") for _ in range(2)]
+    outputs = []
+    try:
+        for proc in procs:
+            output, _ = proc.communicate(timeout=600)
+            outputs.append(output)
+    finally:
+        for proc in procs:
+            proc.kill()
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output
+        assert "Traceback" not in output, output
+        assert "6 of 6 trials complete" in output, output
+    client = tracking.get_client(uri)
+    trials, runs = assert_one_to_one(client, uri, "together")
+    assert Counter(t.state.name for t in trials) == {"COMPLETE": 6}
+    finished = Counter(r.data.tags["trial"] for r in runs if r.info.status == "FINISHED")
+    assert sorted(finished) == sorted(str(t.number) for t in trials)
+    assert set(finished.values()) == {1}  # exactly one FINISHED run per trial
+
+
 def test_a_trial_whose_run_finished_while_no_runner_watched_is_told_not_rerun(
         store, store_uri, tmp_path):
     """A runner killed between its run's end and telling Optuna loses nothing: the next runner

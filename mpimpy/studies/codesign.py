@@ -215,7 +215,7 @@ def log_evaluation(evaluation: Evaluation, run=None, **extra_params) -> dict[str
             extra_metrics={"energy_per_inference_J": evaluation.metrics[
                 "energy_per_inference_J"]})
         return dict(evaluation.metrics)
-    tracked = tracking._resolve_run(run)
+    tracked = tracking.resolve_run(run)
     tracked.log_params({**params, **tracking.environment_info()})
     tracked.log_metrics({k: v for k, v in evaluation.metrics.items()
                          if k not in tracking.COST_METRICS})

@@ -120,8 +120,13 @@ def read_notebook(notebook: Path) -> dict:
 def notebook_parameters(notebook: Path) -> dict[str, NotebookParameter] | None:
     """Parameters declared in the notebook's cell tagged ``parameters``, or ``None`` if none.
 
-    The cell is parsed with :mod:`ast` (papermill's own parser drops annotated parameters with
-    ``|`` unions). IPython magics and shell lines are ignored.
+    Read by papermill's own inference (:func:`papermill.inspect_notebook`, what
+    ``papermill --help-notebook`` lists): each parameter's default as written and its type, from
+    the annotation (``x_slice: list[int] = [1, 2]``) or from a type comment, which is where a
+    union goes, since papermill does not read ``|`` in annotations
+    (``radc = 256  # type: int|None ADC levels``). The type is then read with :mod:`ast` into
+    the names :class:`~mpimpy.studies.spec.NotebookParameter` accepts; without one, the type
+    of the literal default.
     """
     nb = read_notebook(Path(notebook))
     cells = [
@@ -132,33 +137,44 @@ def notebook_parameters(notebook: Path) -> dict[str, NotebookParameter] | None:
     ]
     if not cells:
         return None
-    source = "\n".join(
-        "" if line.lstrip().startswith(("%", "!")) else line
-        for line in cells[0]["source"].splitlines()
-    )
     try:
-        tree = ast.parse(source)
+        tree = ast.parse("\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                                   for line in cells[0]["source"].splitlines()))
     except SyntaxError as exc:
         raise StudyError(f"{notebook}: the parameters cell is not valid Python: {exc}") from None
+    import papermill
+
+    inferred = papermill.inspect_notebook(str(notebook))
+    # a parameter papermill does not see would be silently left at its default: refuse it
+    unseen = [target.id for stmt in tree.body if isinstance(stmt, ast.Assign | ast.AnnAssign)
+              for target in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])
+              if isinstance(target, ast.Name) and target.id not in inferred]
+    if unseen:
+        raise StudyError(
+            f"{notebook}: papermill cannot read the parameter {unseen[0]!r} of the parameters "
+            "cell; write it on one line as 'name = value  # help' (or 'name: type = value'), "
+            "with no '=' in the comment and a union type as '# type: int|None help'")
     params: dict[str, NotebookParameter] = {}
-    for stmt in tree.body:
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-            targets, value, annotation = [stmt.target], stmt.value, stmt.annotation
-        elif isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets):
-            targets, value, annotation = stmt.targets, stmt.value, None
-        else:
-            continue
-        src = ast.unparse(value) if value is not None else ""
+    for name, found in inferred.items():
+        try:  # the default as Python writes it back, for messages (``'INT'``)
+            value = ast.parse(found["default"].strip(), mode="eval").body
+        except SyntaxError:
+            raise StudyError(f"{notebook}: the parameters cell does not give {name} a value "
+                             f"papermill can read: {found['default']!r}") from None
+        source = ast.unparse(value)
         try:
-            default = ast.literal_eval(value) if value is not None else None
-            known = True
-        except (ValueError, SyntaxError, TypeError):
+            default, known = ast.literal_eval(value), True
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             default, known = None, False
-        types = type_names(annotation)
+        types = None
+        if found["inferred_type_name"] != "None":
+            try:
+                types = type_names(ast.parse(found["inferred_type_name"], mode="eval").body)
+            except SyntaxError:
+                types = None
         if types is None and known:
             types = _default_type_names(default)
-        for target in targets:
-            params[target.id] = NotebookParameter(target.id, default, types, src, known)
+        params[name] = NotebookParameter(name, default, types, source, known)
     return params
 
 
