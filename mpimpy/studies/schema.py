@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from mpimpy.studies.spec import (
     MAX_POINTS,
@@ -150,277 +152,396 @@ def duplicates(items: list[tuple[str, Any]]) -> list[str]:
     return problems
 
 
-def parse_study(path: Path) -> Study:
-    """A study file's content checked for shape (see the module docstring); its notebook is
-    named but not looked for yet. Raises :class:`StudyError` naming the file and the key."""
-    path = Path(path)
-    data = read_yaml(path)
+# --------------------------------------------------------------------------------------------
+# The schema as pydantic models: pydantic finds every missing or unknown key and runs every
+# field's check, collecting all problems; each check reports ``(key below the field, message)``
+# pairs through one custom error, which :func:`_messages` turns into the file's lines.
 
-    def fail(key: str, message: str):
-        raise StudyError(f"{path}: key '{key}': {message}")
+Problem = tuple[str, str]
 
-    if not isinstance(data, dict):
-        raise StudyError(
-            f"{path}: expected a mapping with keys {REQUIRED_KEYS}, got {describe(data)}"
-        )
-    for key in REQUIRED_KEYS:
-        if key not in data:
-            fail(key, "missing (required: " + ", ".join(REQUIRED_KEYS) + ")")
-    unknown = sorted(set(map(str, data)) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
-    if unknown:
-        fail(
-            unknown[0], "unknown key; allowed keys are " + ", ".join(REQUIRED_KEYS + OPTIONAL_KEYS)
-        )
 
-    name = data["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        fail("name", f"expected a name of letters, digits, '_', '-' or '.', got {describe(name)}")
-    notebook_name = data["notebook"]
-    if not isinstance(notebook_name, str) or not notebook_name.endswith(".ipynb"):
-        fail(
-            "notebook",
-            f"expected the file name of a .ipynb notebook, got {describe(notebook_name)}",
-        )
-    experiment = data.get("experiment", name)
-    if not isinstance(experiment, str) or not experiment.strip():
-        fail("experiment", f"expected a non-empty string, got {describe(experiment)}")
-    description = data.get("description", "") or ""
-    if not isinstance(description, str):
-        fail("description", f"expected a string, got {describe(description)}")
+def _fail(*problems: Problem) -> PydanticCustomError:
+    return PydanticCustomError("study", "{problems}", {"problems": list(problems)})
 
-    parameters = data.get("parameters", {}) or {}
-    if not isinstance(parameters, dict):
-        fail("parameters", f"expected a mapping of parameter: value, got {describe(parameters)}")
 
-    grid = data.get("grid", None)
-    if "grid" in data:
-        if not isinstance(grid, dict) or not grid:
-            fail(
-                "grid",
-                f"expected a non-empty mapping of parameter: [values], got {describe(grid)}",
-            )
-        for key, values in grid.items():
-            if not isinstance(values, list) or not values:
-                fail(f"grid.{key}", f"expected a non-empty list of values, got {describe(values)}")
-    grid = grid or {}
-
-    points = data.get("points", None)
-    if "points" in data:
-        if not isinstance(points, list) or not points:
-            fail("points", f"expected a non-empty list of mappings, got {describe(points)}")
-        for i, point in enumerate(points):
-            if not isinstance(point, dict) or not point:
-                fail(f"points[{i}]", f"expected a non-empty mapping, got {describe(point)}")
-    points = points or []
-
-    seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds:
-        fail("seeds", f"expected a non-empty list of integers, got {describe(seeds)}")
-    for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            fail("seeds", f"expected integers >= 0 (the engine's seed), got {describe(seed)}")
-    if len(set(seeds)) != len(seeds):
-        fail("seeds", f"seeds repeat: {seeds}")
-    search = None
-    if "search" in data:
-        search = parse_search(path, data["search"])
-        if len(seeds) != 1:
-            fail("seeds", f"a search runs each trial once: give one seed (the notebook's), got "
-                          f"{seeds}")
-
-    timeout_s = data.get("timeout_s")
-    if timeout_s is not None and (
-        isinstance(timeout_s, bool)
-        or not isinstance(timeout_s, int | float)
-        or not math.isfinite(timeout_s)
-        or timeout_s <= 0
-    ):
-        fail(
-            "timeout_s",
-            f"expected a positive number of seconds (finite), got {describe(timeout_s)}",
-        )
-
-    # Each parameter is set in one place only.
-    point_keys = {k for p in points for k in p}
-    for key in parameters:
-        if key in grid:
-            fail(f"grid.{key}", "also set under 'parameters'; set it in one place")
-        if key in point_keys:
-            fail("points", f"parameter {key!r} is also set under 'parameters'; set it in one place")
-    for key in grid:
-        if key in point_keys:
-            fail("points", f"parameter {key!r} is also swept by 'grid'; set it in one place")
-    for where, keys in (("parameters", parameters), ("grid", grid), ("points", point_keys)):
-        if SEED_PARAMETER in keys:
-            fail(where, f"'{SEED_PARAMETER}' is set by the top-level key 'seeds', not here")
-
-    count = math.prod(len(v) for v in grid.values()) * max(len(points), 1) * len(seeds)
-    if search is not None and not grid and not points:
-        count = 0
-    if count > MAX_POINTS:
-        sizes = " x ".join(
-            [f"{len(v)} {k}" for k, v in grid.items()]
-            + ([f"{len(points)} points"] if points else [])
-            + [f"{len(seeds)} seeds"]
-        )
-        fail(
-            "grid" if grid else "points",
-            f"the study expands to {count} points ({sizes}), more than the limit of "
-            f"{MAX_POINTS}: split it into several studies",
-        )
-
-    problems = []
-    values = [(f"parameters.{k}", v) for k, v in parameters.items()]
-    values += [(f"grid.{k}[{i}]", v) for k, vs in grid.items() for i, v in enumerate(vs)]
-    values += [(f"points[{i}].{k}", v) for i, p in enumerate(points) for k, v in p.items()]
-    for where, value in values:
-        bad = unpassable(value)
-        if bad is not None:
-            problems.append(
-                f"key '{where}': cannot be passed to a notebook: expected null, true/false, a "
-                f"number, a string, a list or a mapping with string keys, got {describe(bad)}"
-            )
+def _raise_if(problems: list[Problem]) -> None:
     if problems:
-        raise report(path, problems)
-
-    return Study(
-        path=path.resolve(),
-        name=name,
-        notebook=Path(notebook_name),
-        notebook_name=notebook_name,
-        experiment=experiment,
-        description=description.strip(),
-        parameters=dict(parameters),
-        grid={k: list(v) for k, v in grid.items()},
-        points=[dict(p) for p in points],
-        seeds=list(seeds),
-        timeout_s=float(timeout_s) if timeout_s is not None else None,
-        search=search,
-    )
+        raise _fail(*problems)
 
 
 def finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def parse_search(path: Path, data: Any) -> Search:
-    """The ``search:`` section's structure, checked without the notebook; raises
-    :class:`StudyError` naming the file, the key (``search.space.g_level.low``) and what was
-    expected, every problem at once."""
-    problems: list[str] = []
+def _whole(value: Any, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= low
 
-    def bad(key: str, message: str) -> None:
-        problems.append(f"key 'search{'.' + key if key else ''}': {message}")
 
+class _Section(BaseModel):
+    """A mapping of the study file: unknown keys refused, every value checked by a function."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _string_keys(cls, data: Any) -> Any:
+        return {str(k): v for k, v in data.items()} if isinstance(data, dict) else data
+
+
+class SearchSection(_Section):
+    """The ``search:`` section (keys in the order their problems are reported)."""
+
+    sampler: Any = "nsga2"
+    n_trials: Any
+    seed: Any = 0
+    population_size: Any = None
+    objectives: Any
+    constraints: Any = []
+    space: Any
+    cost: Any = None
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, value):
+        if value not in SAMPLERS:
+            raise _fail(("", f"expected one of {', '.join(SAMPLERS)} (Optuna's samplers), got "
+                             f"{describe(value)}"))
+        return value
+
+    @field_validator("n_trials")
+    @classmethod
+    def _n_trials(cls, value):
+        if not _whole(value, 1):
+            raise _fail(("", f"expected an integer >= 1 (trials to complete), got "
+                             f"{describe(value)}"))
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value):
+        if not _whole(value, 0):
+            raise _fail(("", f"expected an integer >= 0 (the sampler's seed), got "
+                             f"{describe(value)}"))
+        return value
+
+    @field_validator("population_size")
+    @classmethod
+    def _population(cls, value):
+        if value is not None and not _whole(value, 2):
+            raise _fail(("", f"expected an integer >= 2, got {describe(value)}"))
+        return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, raw) -> list[Objective]:
+        if not isinstance(raw, list) or not raw:
+            raise _fail(("", "expected a non-empty list of {metric: NAME, direction: minimize|"
+                             f"maximize}}, got {describe(raw)}"))
+        objectives: list[Objective] = []
+        problems: list[Problem] = []
+        for i, item in enumerate(raw):
+            where = f"[{i}]"
+            if not isinstance(item, dict) or set(item) != {"metric", "direction"}:
+                problems.append((where, "expected {metric: NAME, direction: minimize|maximize}, "
+                                        f"got {describe(item)}"))
+                continue
+            metric, direction = item["metric"], item["direction"]
+            if not _metric_name_ok(metric):
+                problems.append((f"{where}.metric", f"expected a metric name, got "
+                                                    f"{describe(metric)}"))
+            elif direction not in DIRECTIONS:
+                problems.append((f"{where}.direction", f"expected minimize or maximize, got "
+                                                       f"{describe(direction)}"))
+            elif any(o.metric == metric for o in objectives):
+                problems.append((f"{where}.metric", f"{metric!r} is already an objective"))
+            else:
+                objectives.append(Objective(metric, direction))
+        _raise_if(problems)
+        return objectives
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, raw) -> list[Constraint]:
+        raw = raw or []
+        if not isinstance(raw, list):
+            raise _fail(("", f"expected a list of {{metric: NAME, max: X}} or {{metric: NAME, "
+                             f"min: X}}, got {describe(raw)}"))
+        constraints: list[Constraint] = []
+        problems: list[Problem] = []
+        for i, item in enumerate(raw):
+            where = f"[{i}]"
+            if (not isinstance(item, dict) or "metric" not in item
+                    or not set(item) - {"metric"} or set(item) - {"metric", "min", "max"}):
+                problems.append((where, "expected {metric: NAME, max: X} and/or min: X, got "
+                                        f"{describe(item)}"))
+                continue
+            if not _metric_name_ok(item["metric"]):
+                problems.append((f"{where}.metric", f"expected a metric name, got "
+                                                    f"{describe(item['metric'])}"))
+                continue
+            bounds = {k: item.get(k) for k in ("min", "max")}
+            wrong = [k for k, v in bounds.items() if k in item and not finite_number(v)]
+            if wrong:
+                problems.append((f"{where}.{wrong[0]}", f"expected a finite number, got "
+                                                        f"{describe(item[wrong[0]])}"))
+            elif any(c.metric == item["metric"] for c in constraints):
+                problems.append((f"{where}.metric", f"{item['metric']!r} is already "
+                                                    "constrained: give min and max in one "
+                                                    "constraint"))
+            elif None not in bounds.values() and bounds["min"] > bounds["max"]:
+                problems.append((where, f"min {bounds['min']} is above max {bounds['max']}: "
+                                        "nothing is feasible"))
+            else:
+                constraints.append(Constraint(item["metric"], bounds["min"], bounds["max"]))
+        _raise_if(problems)
+        return constraints
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, raw) -> dict[str, Dimension]:
+        if not isinstance(raw, dict) or not raw:
+            raise _fail(("", "expected a non-empty mapping of parameter: {low: A, high: B} or "
+                             f"{{choices: [...]}}, got {describe(raw)}"))
+        problems: list[Problem] = []
+        space = {}
+        for name, spec in raw.items():
+            dimension = _parse_dimension(str(name), spec,
+                                         lambda key, message: problems.append((key, message)))
+            if dimension is not None:
+                space[str(name)] = dimension
+        _raise_if(problems)
+        return space
+
+    @model_validator(mode="after")
+    def _together(self) -> SearchSection:
+        problems: list[Problem] = []
+        if self.population_size is not None and self.sampler != "nsga2":
+            problems.append(("population_size", "only the nsga2 sampler has a population, not "
+                                                f"{self.sampler!r}"))
+        metrics = [o.metric for o in self.objectives]
+        if self.cost is not None and self.cost not in metrics:
+            problems.append(("cost", f"expected one of the objectives' metrics "
+                                     f"({', '.join(metrics)}), got {describe(self.cost)}"))
+        _raise_if(problems)
+        if self.sampler == "grid":
+            search = self.search()
+            continuous = [d.name for d in self.space.values() if d.values() is None]
+            if continuous:
+                problems.append((f"space.{continuous[0]}", "the grid sampler needs discrete "
+                                 "values: give choices, or a step for a float range"))
+            elif self.n_trials > search.grid_size():
+                problems.append(("n_trials", f"the grid holds {search.grid_size()} "
+                                             f"configurations, fewer than n_trials = "
+                                             f"{self.n_trials}"))
+        _raise_if(problems)
+        return self
+
+    def search(self) -> Search:
+        return Search(n_trials=self.n_trials, objectives=self.objectives, space=self.space,
+                      sampler=self.sampler, seed=self.seed, constraints=self.constraints,
+                      population_size=self.population_size, cost=self.cost)
+
+
+class StudyFile(_Section):
+    """A study file's top level."""
+
+    name: Any
+    notebook: Any
+    description: Any = ""
+    experiment: Any = None
+    parameters: Any = None
+    grid: Any = None
+    points: Any = None
+    seeds: Any = [0]
+    timeout_s: Any = None
+    search: SearchSection | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value):
+        if not isinstance(value, str) or not _NAME_RE.match(value):
+            raise _fail(("", f"expected a name of letters, digits, '_', '-' or '.', got "
+                             f"{describe(value)}"))
+        return value
+
+    @field_validator("notebook")
+    @classmethod
+    def _notebook(cls, value):
+        if not isinstance(value, str) or not value.endswith(".ipynb"):
+            raise _fail(("", f"expected the file name of a .ipynb notebook, got "
+                             f"{describe(value)}"))
+        return value
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment(cls, value):
+        if not isinstance(value, str) or not value.strip():
+            raise _fail(("", f"expected a non-empty string, got {describe(value)}"))
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value):
+        value = value or ""
+        if not isinstance(value, str):
+            raise _fail(("", f"expected a string, got {describe(value)}"))
+        return value.strip()
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, value):
+        value = value or {}
+        if not isinstance(value, dict):
+            raise _fail(("", f"expected a mapping of parameter: value, got {describe(value)}"))
+        return dict(value)
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value):
+        if not isinstance(value, dict) or not value:
+            raise _fail(("", f"expected a non-empty mapping of parameter: [values], got "
+                             f"{describe(value)}"))
+        _raise_if([(str(key), f"expected a non-empty list of values, got {describe(values)}")
+                   for key, values in value.items()
+                   if not isinstance(values, list) or not values])
+        return {k: list(v) for k, v in value.items()}
+
+    @field_validator("points")
+    @classmethod
+    def _points(cls, value):
+        if not isinstance(value, list) or not value:
+            raise _fail(("", f"expected a non-empty list of mappings, got {describe(value)}"))
+        _raise_if([(f"[{i}]", f"expected a non-empty mapping, got {describe(point)}")
+                   for i, point in enumerate(value) if not isinstance(point, dict) or not point])
+        return [dict(p) for p in value]
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value):
+        if not isinstance(value, list) or not value:
+            raise _fail(("", f"expected a non-empty list of integers, got {describe(value)}"))
+        wrong = next((s for s in value if not _whole(s, 0)), None)
+        if wrong is not None:
+            raise _fail(("", f"expected integers >= 0 (the engine's seed), got "
+                             f"{describe(wrong)}"))
+        if len(set(value)) != len(value):
+            raise _fail(("", f"seeds repeat: {value}"))
+        return list(value)
+
+    @field_validator("timeout_s")
+    @classmethod
+    def _timeout(cls, value):
+        if value is not None and (not finite_number(value) or value <= 0):
+            raise _fail(("", f"expected a positive number of seconds (finite), got "
+                             f"{describe(value)}"))
+        return float(value) if value is not None else None
+
+    @field_validator("search", mode="before")
+    @classmethod
+    def _search(cls, value):
+        if not isinstance(value, dict):
+            raise _fail(("", f"expected a mapping with keys {', '.join(SEARCH_KEYS)}, got "
+                             f"{describe(value)}"))
+        return value
+
+    @model_validator(mode="after")
+    def _together(self) -> StudyFile:
+        """Each parameter set in one place, the seed by ``seeds`` only, a search run once per
+        trial, no more points than :data:`MAX_POINTS`, every value one papermill can pass."""
+        parameters, grid, points = self.parameters or {}, self.grid or {}, self.points or []
+        seeds = self.seeds
+        problems: list[Problem] = []
+        if self.search is not None and len(seeds) != 1:
+            problems.append(("seeds", f"a search runs each trial once: give one seed (the "
+                                      f"notebook's), got {seeds}"))
+        point_keys = {k for p in points for k in p}
+        for key in parameters:
+            if key in grid:
+                problems.append((f"grid.{key}", "also set under 'parameters'; set it in one "
+                                                "place"))
+            if key in point_keys:
+                problems.append(("points", f"parameter {key!r} is also set under "
+                                           "'parameters'; set it in one place"))
+        problems += [("points", f"parameter {key!r} is also swept by 'grid'; set it in one "
+                                "place") for key in grid if key in point_keys]
+        for where, keys in (("parameters", parameters), ("grid", grid), ("points", point_keys)):
+            if SEED_PARAMETER in keys:
+                problems.append((where, f"'{SEED_PARAMETER}' is set by the top-level key "
+                                        "'seeds', not here"))
+        count = math.prod(len(v) for v in grid.values()) * max(len(points), 1) * len(seeds)
+        if self.search is not None and not grid and not points:
+            count = 0
+        if count > MAX_POINTS:
+            sizes = " x ".join([f"{len(v)} {k}" for k, v in grid.items()]
+                               + ([f"{len(points)} points"] if points else [])
+                               + [f"{len(seeds)} seeds"])
+            problems.append(("grid" if grid else "points",
+                             f"the study expands to {count} points ({sizes}), more than the "
+                             f"limit of {MAX_POINTS}: split it into several studies"))
+        _raise_if(problems)
+        values = [(f"parameters.{k}", v) for k, v in parameters.items()]
+        values += [(f"grid.{k}[{i}]", v) for k, vs in grid.items() for i, v in enumerate(vs)]
+        values += [(f"points[{i}].{k}", v) for i, p in enumerate(points) for k, v in p.items()]
+        _raise_if([(where, "cannot be passed to a notebook: expected null, true/false, a "
+                           "number, a string, a list or a mapping with string keys, got "
+                           f"{describe(unpassable(value))}")
+                   for where, value in values if unpassable(value) is not None])
+        return self
+
+    def study(self, path: Path) -> Study:
+        return Study(
+            path=path.resolve(), name=self.name, notebook=Path(self.notebook),
+            notebook_name=self.notebook, experiment=self.experiment or self.name,
+            description=self.description, parameters=self.parameters or {},
+            grid=self.grid or {}, points=self.points or [], seeds=self.seeds,
+            timeout_s=self.timeout_s,
+            search=self.search.search() if self.search is not None else None)
+
+
+def _key(loc: tuple) -> str:
+    """A pydantic location as the file's key: ``search.objectives[0]``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _messages(error: ValidationError) -> list[str]:
+    """The lines of a :class:`StudyError` for every problem pydantic collected."""
+    lines = []
+    for found in error.errors():
+        loc = tuple(found["loc"])
+        key = _key(loc)
+        if found["type"] == "study":
+            for sub, message in found["ctx"]["problems"]:
+                below = sub if not key or sub.startswith("[") else f".{sub}" if sub else ""
+                lines.append(f"key '{key}{below}': {message}")
+        elif found["type"] == "missing":
+            required = REQUIRED_SEARCH_KEYS if loc[:-1] == ("search",) else REQUIRED_KEYS
+            lines.append(f"key '{key}': missing (required: {', '.join(required)})")
+        elif found["type"] == "extra_forbidden":
+            allowed = SEARCH_KEYS if loc[:-1] == ("search",) else REQUIRED_KEYS + OPTIONAL_KEYS
+            lines.append(f"key '{key}': unknown key; allowed keys are {', '.join(allowed)}")
+        else:  # every value is checked by the functions above; pydantic's own words else
+            lines.append(f"key '{key}': {found['msg']}")
+    return lines
+
+
+def parse_study(path: Path) -> Study:
+    """A study file's content checked for shape (see the module docstring), every problem at
+    once; its notebook is named but not looked for yet. Raises :class:`StudyError` naming the
+    file and the keys."""
+    path = Path(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
-        raise StudyError(f"{path}: key 'search': expected a mapping with keys "
-                         f"{', '.join(SEARCH_KEYS)}, got {describe(data)}")
-    for key in REQUIRED_SEARCH_KEYS:
-        if key not in data:
-            bad(key, "missing (required: " + ", ".join(REQUIRED_SEARCH_KEYS) + ")")
-    for key in sorted(set(map(str, data)) - set(SEARCH_KEYS)):
-        bad(key, "unknown key; allowed keys are " + ", ".join(SEARCH_KEYS))
-
-    sampler = data.get("sampler", "nsga2")
-    if sampler not in SAMPLERS:
-        bad("sampler", f"expected one of {', '.join(SAMPLERS)} (Optuna's samplers), got "
-                       f"{describe(sampler)}")
-    n_trials = data.get("n_trials", 1)
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        bad("n_trials", f"expected an integer >= 1 (trials to complete), got "
-                        f"{describe(n_trials)}")
-        n_trials = 1
-    seed = data.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        bad("seed", f"expected an integer >= 0 (the sampler's seed), got {describe(seed)}")
-    population = data.get("population_size")
-    if population is not None:
-        if sampler != "nsga2":
-            bad("population_size", f"only the nsga2 sampler has a population, not {sampler!r}")
-        elif isinstance(population, bool) or not isinstance(population, int) or population < 2:
-            bad("population_size", f"expected an integer >= 2, got {describe(population)}")
-
-    objectives: list[Objective] = []
-    raw = data.get("objectives", [])
-    if not isinstance(raw, list) or not raw:
-        bad("objectives", "expected a non-empty list of {metric: NAME, direction: minimize|"
-                          f"maximize}}, got {describe(raw)}")
-        raw = []
-    for i, item in enumerate(raw):
-        where = f"objectives[{i}]"
-        if not isinstance(item, dict) or set(item) != {"metric", "direction"}:
-            bad(where, "expected {metric: NAME, direction: minimize|maximize}, got "
-                       f"{describe(item)}")
-            continue
-        metric, direction = item["metric"], item["direction"]
-        if not _metric_name_ok(metric):
-            bad(f"{where}.metric", f"expected a metric name, got {describe(metric)}")
-        elif direction not in DIRECTIONS:
-            bad(f"{where}.direction", f"expected minimize or maximize, got "
-                                      f"{describe(direction)}")
-        elif any(o.metric == metric for o in objectives):
-            bad(f"{where}.metric", f"{metric!r} is already an objective")
-        else:
-            objectives.append(Objective(metric, direction))
-
-    constraints: list[Constraint] = []
-    raw = data.get("constraints", []) or []
-    if not isinstance(raw, list):
-        bad("constraints", f"expected a list of {{metric: NAME, max: X}} or {{metric: NAME, "
-                           f"min: X}}, got {describe(raw)}")
-        raw = []
-    for i, item in enumerate(raw):
-        where = f"constraints[{i}]"
-        if (not isinstance(item, dict) or "metric" not in item
-                or not set(item) - {"metric"} or set(item) - {"metric", "min", "max"}):
-            bad(where, "expected {metric: NAME, max: X} and/or min: X, got "
-                       f"{describe(item)}")
-            continue
-        if not _metric_name_ok(item["metric"]):
-            bad(f"{where}.metric", f"expected a metric name, got {describe(item['metric'])}")
-            continue
-        bounds = {k: item.get(k) for k in ("min", "max")}
-        wrong = [k for k, v in bounds.items() if k in item and not finite_number(v)]
-        if wrong:
-            bad(f"{where}.{wrong[0]}", f"expected a finite number, got "
-                                        f"{describe(item[wrong[0]])}")
-        elif any(c.metric == item["metric"] for c in constraints):
-            bad(f"{where}.metric", f"{item['metric']!r} is already constrained: give min and "
-                                   "max in one constraint")
-        elif None not in bounds.values() and bounds["min"] > bounds["max"]:
-            bad(where, f"min {bounds['min']} is above max {bounds['max']}: nothing is feasible")
-        else:
-            constraints.append(Constraint(item["metric"], bounds["min"], bounds["max"]))
-
-    space: dict[str, Dimension] = {}
-    raw = data.get("space", {})
-    if not isinstance(raw, dict) or not raw:
-        bad("space", "expected a non-empty mapping of parameter: {low: A, high: B} or "
-                     f"{{choices: [...]}}, got {describe(raw)}")
-        raw = {}
-    for name, spec in raw.items():
-        dimension = _parse_dimension(str(name), spec, bad)
-        if dimension is not None:
-            space[str(name)] = dimension
-
-    cost = data.get("cost")
-    if cost is not None and cost not in [o.metric for o in objectives]:
-        bad("cost", f"expected one of the objectives' metrics "
-                    f"({', '.join(o.metric for o in objectives)}), got {describe(cost)}")
-    search = Search(n_trials=n_trials, objectives=objectives, space=space,
-                    sampler=sampler if sampler in SAMPLERS else "nsga2", seed=seed,
-                    constraints=constraints, population_size=population, cost=cost)
-    if not problems and sampler == "grid":
-        continuous = [d.name for d in space.values() if d.values() is None]
-        if continuous:
-            bad(f"space.{continuous[0]}", "the grid sampler needs discrete values: give "
-                                           "choices, or a step for a float range")
-        elif n_trials > search.grid_size():
-            bad("n_trials", f"the grid holds {search.grid_size()} configurations, fewer than "
-                            f"n_trials = {n_trials}")
-    if problems:
-        raise report(path, problems)
-    return search
+        raise StudyError(
+            f"{path}: expected a mapping with keys {REQUIRED_KEYS}, got {describe(data)}"
+        )
+    try:
+        content = StudyFile.model_validate(data)
+    except ValidationError as exc:
+        raise report(path, _messages(exc)) from None
+    return content.study(path)
 
 
 def _metric_name_ok(name: Any) -> bool:
@@ -428,7 +549,8 @@ def _metric_name_ok(name: Any) -> bool:
 
 
 def _parse_dimension(name: str, spec: Any, bad) -> Dimension | None:
-    where = f"space.{name}"
+    """One dimension of ``search.space``; its problems go to ``bad(key below space, message)``."""
+    where = name
     if name == SEED_PARAMETER:
         bad(where, f"'{SEED_PARAMETER}' is set by the top-level key 'seeds', not searched")
         return None
@@ -502,7 +624,8 @@ __all__ = [
     "decode_utf8",
     "describe",
     "duplicates",
-    "parse_search",
+    "SearchSection",
+    "StudyFile",
     "parse_study",
     "read_yaml",
     "report",
