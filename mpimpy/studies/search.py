@@ -168,6 +168,16 @@ def storage_problem(exc: BaseException, storage: str) -> str:
     return f"cannot use the Optuna storage {storage_summary(storage)}: {problem(exc)}"
 
 
+def rdb_storage(storage: str, lock):
+    """An :class:`optuna.storages.RDBStorage` on ``storage``, made under ``lock`` (runners started
+    together would race to create a new database's tables)."""
+    with lock:
+        db = sqlite_file(storage)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        return quiet_optuna().storages.RDBStorage(storage)
+
+
 def open_search(study: Study, storage: str, lock, *, store: str, create: bool = True,
                 rdb=None):
     """The Optuna study of a search (created, with its reference trials enqueued, if it is not
@@ -182,9 +192,7 @@ def open_search(study: Study, storage: str, lock, *, store: str, create: bool = 
             db = sqlite_file(storage)
             if not create and db is not None and not db.is_file():
                 return None
-            if db is not None:
-                db.parent.mkdir(parents=True, exist_ok=True)
-            rdb = optuna.storages.RDBStorage(storage)
+            rdb = rdb_storage(storage, lock)
         names = {s.study_name for s in optuna.get_all_study_summaries(rdb)}
         if study.name not in names:
             if not create:
@@ -339,7 +347,7 @@ class OptunaSource(PointSource):
         try:
             rdb = None
             if create:
-                rdb = quiet_optuna().storages.RDBStorage(self.url)
+                rdb = rdb_storage(self.url, self.lock)
             opened = open_search(self.study, self.url, self.lock, store=experiment_store(uri),
                                  create=create, rdb=rdb)
         except StudyError:
@@ -645,6 +653,7 @@ __all__ = [
     "experiment_store",
     "make_sampler",
     "open_search",
+    "rdb_storage",
     "storage_lock",
     "storage_problem",
     "storage_summary",

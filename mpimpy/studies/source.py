@@ -75,6 +75,7 @@ class PointSource:
         """Settle, right before the loop starts, what other runners left behind."""
 
     def launch_next(self, loop: StudyRun) -> bool:
+        """Start (or settle at once) the next point; ``False`` when none can start now."""
         raise NotImplementedError
 
     @property
