@@ -257,6 +257,8 @@ def sweep(points: list[Design], workload: str = "product", progress: bool = True
 #: Each workload's accuracy and cost objectives, ``{column: direction}``.
 OBJECTIVES = {"product": {"SNR_dB": "maximize", "energy_per_mac_pJ": "minimize"},
               "mnist": {"accuracy": "maximize", "energy_per_inference_J": "minimize"}}
+
+
 def plot_front(frame, workload: str, ax=None, hue: str | None = None, feasible=None,
                title: str | None = None):
     """Accuracy against cost for every design of ``frame`` (a :func:`sweep` table or a

@@ -106,6 +106,12 @@ DEFINITION_ATTR = "mpimpy.definition"
 STORE_ATTR = "mpimpy.tracking_store"
 #: Environment variable naming the Optuna storage (default: beside the tracking store).
 ENV_STORAGE = "MPIMPY_OPTUNA_STORAGE"
+
+
+# --------------------------------------------------------------------------------------------
+# The Optuna storage and study
+
+
 def default_storage(uri: str | None = None) -> str:
     """The Optuna storage of a tracking store: ``$MPIMPY_OPTUNA_STORAGE``, else the SQLite
     file ``optuna.db`` beside a local store's database, else in the local store folder."""
