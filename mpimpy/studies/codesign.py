@@ -257,6 +257,11 @@ def sweep(points: list[Design], workload: str = "product", progress: bool = True
 #: Each workload's accuracy and cost objectives, ``{column: direction}``.
 OBJECTIVES = {"product": {"SNR_dB": "maximize", "energy_per_mac_pJ": "minimize"},
               "mnist": {"accuracy": "maximize", "energy_per_inference_J": "minimize"}}
+#: Axis labels with units (the co-design plots' own words: "output SNR", "fraction").
+LABELS = {"SNR_dB": "output SNR (dB)", "RE": "relative error (1)",
+          "accuracy": "test accuracy (fraction)",
+          "energy_per_mac_pJ": "energy per MAC (pJ)",
+          "energy_per_inference_J": "energy per inference (J)"}
 
 
 def plot_front(frame, workload: str, ax=None, hue: str | None = None, feasible=None,
@@ -268,7 +273,6 @@ def plot_front(frame, workload: str, ax=None, hue: str | None = None, feasible=N
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from mpimpy.studies.compare import metric_label
     from mpimpy.studies.pareto import front_table
 
     objectives = OBJECTIVES[workload]
@@ -290,12 +294,12 @@ def plot_front(frame, workload: str, ax=None, hue: str | None = None, feasible=N
     ax.scatter(knee[cost], knee[accuracy], s=150, facecolors="none", edgecolors="red",
                linewidths=1.5, label="knee", zorder=5)
     ax.set_xscale("log")
-    ax.set(xlabel=metric_label(cost), ylabel=metric_label(accuracy),
+    ax.set(xlabel=LABELS[cost], ylabel=LABELS[accuracy],
            title=title or f"{workload}: accuracy against cost")
     ax.legend(fontsize="small")
     return front
 
 
-__all__ = ["ARRAY_ENERGY", "METRICS", "OBJECTIVES", "WORKLOADS", "Design",
+__all__ = ["ARRAY_ENERGY", "LABELS", "METRICS", "OBJECTIVES", "WORKLOADS", "Design",
            "Evaluation", "cost_metrics", "designs", "evaluate", "evaluate_mnist",
            "evaluate_product", "log_evaluation", "plot_front", "sweep"]
