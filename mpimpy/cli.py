@@ -49,7 +49,8 @@ def _study_path(name: str) -> Path:
 
 def _cmd_run(args) -> int:
     from mpimpy.studies import StudyError, load_study, run_study
-    from mpimpy.studies.runner import RunnerError, SchedulerError
+    from mpimpy.studies.backends import SchedulerError
+    from mpimpy.studies.store import RunnerError
 
     try:
         study = load_study(_study_path(args.study), allow_any_notebook=args.allow_any_notebook)
@@ -129,58 +130,32 @@ def _cmd_list(args) -> int:
     return 0
 
 
-def _local_experiment_runs(db: Path) -> list[tuple[str, str, Counter]] | None:
-    """What :func:`experiment_runs` returns, read from a local store's database directly.
-
-    Two read-only queries on MLflow's ``experiments`` and ``runs`` tables, where MLflow's own
-    client would take seconds to import and to check the store's schema; ``None`` when the
-    database does not look as expected (then MLflow is asked).
-    """
-    import contextlib
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as con:
-            experiments = con.execute(
-                "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active' "
-                "ORDER BY creation_time DESC, experiment_id ASC"
-            ).fetchall()
-            rows = con.execute(
-                "SELECT experiment_id, status, COUNT(*) FROM runs "
-                "WHERE lifecycle_stage = 'active' GROUP BY experiment_id, status"
-            ).fetchall()
-    except sqlite3.Error:
-        return None
-    counts: dict[str, Counter] = {}
-    for experiment_id, status, n in rows:
-        counts.setdefault(str(experiment_id), Counter())[status] = n
-    return [(name, str(i), counts.get(str(i), Counter())) for i, name in experiments]
-
-
 def experiment_runs(uri: str) -> list[tuple[str, str, Counter]]:
     """``(name, id, runs by status)`` of every active experiment of the store (runs that are
-    not deleted), newest experiment first, as ``MlflowClient.search_experiments`` orders them."""
+    not deleted), newest experiment first, as ``MlflowClient.search_experiments`` orders them.
+
+    Two paged ``MlflowClient`` queries: the experiments, then the runs of all of them at once.
+    """
     from mpimpy import tracking
 
-    db = tracking.sqlite_path(uri)
-    local = _local_experiment_runs(db) if db is not None else None
-    if local is not None:
-        return local
     client = tracking.get_client(uri)
-    result = []
-    for experiment in client.search_experiments():
-        counts: Counter[str] = Counter()
-        token = None
-        while True:
-            page = client.search_runs(
-                [experiment.experiment_id], max_results=1000, page_token=token
-            )
-            counts.update(run.info.status for run in page)
-            token = page.token
-            if not token:
-                break
-        result.append((experiment.name, experiment.experiment_id, counts))
-    return result
+    experiments, token = [], None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        experiments.extend(page)
+        token = page.token
+        if not token:
+            break
+    counts: dict[str, Counter] = {e.experiment_id: Counter() for e in experiments}
+    token = None
+    while counts:
+        page = client.search_runs(list(counts), max_results=50_000, page_token=token)
+        for run in page:
+            counts[run.info.experiment_id][run.info.status] += 1
+        token = page.token
+        if not token:
+            break
+    return [(e.name, e.experiment_id, counts[e.experiment_id]) for e in experiments]
 
 
 def _cmd_show(args) -> int:
@@ -196,7 +171,7 @@ def _cmd_show(args) -> int:
     uri = tracking.tracking_uri()
     if study.search is None:
         return _show_points(study, uri)
-    from mpimpy.studies.search import search_results
+    from mpimpy.studies.analysis import search_results
 
     results = search_results(study, uri)
     trials = results.trials

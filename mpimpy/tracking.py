@@ -24,8 +24,8 @@ How runs look in the MLflow UI
     default (:data:`COLUMNS_TAG`: the key metrics and a study's swept parameters), which
     ``mpimpy ui`` applies (:mod:`mpimpy.mlflow_ui`). Each setting is logged once, under one
     name: the simulator's own value (``var``, ``radc``, ``x_slice``), then whatever else the
-    notebook or the study set (:func:`log_point_params`). Executed notebooks are logged as
-    ``.ipynb`` and rendered as ``.html`` (:func:`log_notebook`).
+    notebook or the study runner set (:func:`mpimpy.studies.store.log_point_params`). Executed
+    notebooks are logged as ``.ipynb`` and rendered as ``.html`` (:func:`log_notebook`).
 
 Infinite metrics
     An exact simulation has an SNR of +inf dB. MLflow's SQL store silently turns inf into the
@@ -336,7 +336,7 @@ def start_run(
     return run
 
 
-def _resolve_run(run) -> TrackedRun:
+def resolve_run(run) -> TrackedRun:
     """The run to log into: the one given, else the open one, else MLflow's active run, else new."""
     if isinstance(run, TrackedRun):
         return run
@@ -539,7 +539,7 @@ def log_result(
     """
     from mpimpy.metrics import all_metrics
 
-    tracked = _resolve_run(run)
+    tracked = resolve_run(run)
     metrics = dict(all_metrics(y_ideal, y_sim))
     metrics["sim_time_s"] = float(sim_time_s)
     if extra_metrics:
@@ -667,7 +667,7 @@ def log_cost(report, *, run=None, layers: Mapping[str, Any] | None = None,
                          **(extra_metrics or {})}
     from mpimpy.studies.plots import cost_breakdown_plot
 
-    tracked = _resolve_run(run)
+    tracked = resolve_run(run)
     values = report.as_dict()
     names = (*COST_METRICS, "power_W", "throughput_mac_per_s", "adc_conversions",
              *(k for k in values if k.startswith("energy_") and k.endswith("_J")
@@ -690,43 +690,21 @@ def log_cost(report, *, run=None, layers: Mapping[str, Any] | None = None,
     return logged
 
 
-def run_name(values: Mapping[str, Any]) -> str:
+def short_value(value: Any, digits: int | None = None) -> str:
+    """A setting as run names show it: ``[1,3,4]``; floats to ``digits`` significant digits
+    when given (``0.1235``), else as Python writes them."""
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(short_value(v, digits) for v in value) + "]"
+    if digits is not None and isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def run_name(values: Mapping[str, Any], digits: int | None = None) -> str:
     """A run's name from its settings, as the studies name their points:
-    ``{"fmt": "INT", "x_slice": [1, 3, 4]}`` -> ``"fmt=INT,x_slice=[1,3,4]"``."""
-
-    def short(value):
-        if isinstance(value, list | tuple):
-            return "[" + ",".join(short(v) for v in value) + "]"
-        return str(value)
-
-    return ",".join(f"{k}={short(v)}" for k, v in values.items())
-
-
-def point_note(study: str, notebook: str, varying: Mapping[str, Any],
-               fixed: Mapping[str, Any] | None = None) -> str:
-    """One line describing a study's point, for its run's description (MLflow's run note):
-    ``"Study quickstart, point fmt=INT, var=0.05, seed=0 of quickstart.ipynb (m=128, ...)"``."""
-    text = ", ".join(f"{k}={v}" for k, v in varying.items())
-    line = f"Study {study}, point {text} of {notebook}"
-    rest = {k: v for k, v in (fixed or {}).items() if k not in varying}
-    if rest:
-        line += " (" + ", ".join(f"{k}={v}" for k, v in rest.items()) + ")"
-    return line
-
-
-def log_point_params(run, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Log the notebook parameters of a study's point that the run does not hold yet.
-
-    Called by the study runner after the notebook has run: the notebook logged the settings
-    the simulator actually used (``radc = None`` for an ideal ADC a parameter wrote as 0), and
-    the point's other parameters (``m``, ``sweep``, ...) join them under the same names, one
-    name per setting. Returns what was logged. ``run``: a :class:`TrackedRun` or a run id.
-    """
-    tracked = run if isinstance(run, TrackedRun) else TrackedRun(run, managed=True)
-    held = tracked.client.get_run(tracked.run_id).data.params
-    missing = {k: v for k, v in parameters.items() if str(k) not in held}
-    tracked.log_params(missing)
-    return missing
+    ``{"fmt": "INT", "x_slice": [1, 3, 4]}`` -> ``"fmt=INT,x_slice=[1,3,4]"`` (floats to
+    ``digits`` significant digits when given, as a search names its trials)."""
+    return ",".join(f"{k}={short_value(v, digits)}" for k, v in values.items())
 
 
 def notebook_html(path: str | Path) -> str:
@@ -789,15 +767,15 @@ __all__ = [
     "git_commit",
     "log_cost",
     "log_notebook",
-    "log_point_params",
     "log_result",
     "log_simulation",
     "loggable_metrics",
     "notebook_html",
     "number_format",
-    "point_note",
     "project_root",
+    "resolve_run",
     "run_name",
+    "short_value",
     "simulation_cost",
     "simulation_params",
     "sqlite_path",

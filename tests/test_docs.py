@@ -130,7 +130,7 @@ def _make_targets() -> set[str]:
 
 def _check_command(words: list[str]) -> None:
     from mpimpy import cli
-    from mpimpy.studies.spec import notebook_parameters
+    from mpimpy.studies.notebook import notebook_parameters
 
     program, args = Path(words[0]).name, words[1:]
     if words[:3] == ["python", "-m", "mpimpy.cli"] or words[:3] == ["python", "-m", "mpimpy"]:

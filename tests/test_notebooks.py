@@ -21,7 +21,8 @@ import yaml
 
 from mpimpy import tracking
 from mpimpy.studies import compare, load_study, run_study
-from mpimpy.studies.runner import _kernel_manager_class, _package_root
+from mpimpy.studies.store import log_point_params
+from mpimpy.studies.worker import kernel_manager_class, package_root
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -37,7 +38,7 @@ def execute(name: str, parameters: dict, tmp_path: Path, store_uri: str,
     does, by hand-style (no run id: the notebook starts its own run in ``experiment``)."""
     import papermill
 
-    env = {"MLFLOW_TRACKING_URI": store_uri, "PYTHONPATH": _package_root(),
+    env = {"MLFLOW_TRACKING_URI": store_uri, "PYTHONPATH": package_root(),
            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     if experiment:
         env["MLFLOW_EXPERIMENT_NAME"] = experiment
@@ -45,7 +46,7 @@ def execute(name: str, parameters: dict, tmp_path: Path, store_uri: str,
     papermill.execute_notebook(
         str(NOTEBOOKS / f"{name}.ipynb"), str(output), parameters=parameters,
         kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False, start_timeout=120,
-        kernel_manager_class=_kernel_manager_class(env),
+        kernel_manager_class=kernel_manager_class(env),
     )
     return nbformat.read(str(output), as_version=4)
 
@@ -245,7 +246,7 @@ def log_point(client, experiment_id: str, study: str, parameters: dict) -> str:
     product = compare.simulate(x, w, seed=parameters["seed"], **settings)
     product.log(seed=parameters["seed"], run=tracked, plots=False,
                 extra_params={k: v for k, v in parameters.items() if k in ("fmt", "data")})
-    tracking.log_point_params(tracked, parameters)
+    log_point_params(tracked, parameters)
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 

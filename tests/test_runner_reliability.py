@@ -28,16 +28,9 @@ from studyfiles import ROOT, all_runs, default_sigint, write_study
 
 from mpimpy import cli, tracking
 from mpimpy.studies import load_study, run_study
-from mpimpy.studies.runner import (
-    HASH_TAG,
-    HEARTBEAT_TAG,
-    Lease,
-    _create_run,
-    execute_point,
-    lease_state,
-    point_task,
-    runs_with_status,
-)
+from mpimpy.studies.lease import HEARTBEAT_TAG, Lease, lease_state
+from mpimpy.studies.store import HASH_TAG, create_run, runs_with_status
+from mpimpy.studies.worker import execute_point, point_task
 
 
 def runner(uri: str, path: Path, tmp_path: Path, *args: str) -> subprocess.Popen:
@@ -200,9 +193,9 @@ def test_leases_of_a_dead_and_of_a_live_runner_elsewhere(store, tmp_path):
     study = load_study(path)
     dead_point, live_point = study.expand()
     experiment_id = tracking.ensure_experiment("leases", client=store)
-    dead = _create_run(store, experiment_id, study, dead_point, Lease("elsewhere", 1, "d", 60))
+    dead = create_run(store, experiment_id, study, dead_point, Lease("elsewhere", 1, "d", 60))
     store.set_tag(dead, HEARTBEAT_TAG, f"{time.time() - 1000:.3f}")
-    live = _create_run(store, experiment_id, study, live_point, Lease("elsewhere", 2, "l", 4))
+    live = create_run(store, experiment_id, study, live_point, Lease("elsewhere", 2, "l", 4))
     started = time.monotonic()
     result = run_study(path, output_dir=tmp_path / "out", progress=False)
     assert result.ok and len(result.with_status("FINISHED")) == 2
@@ -228,7 +221,7 @@ def test_a_lease_is_judged_by_its_pid_only_where_the_pid_means_that_process(stor
     for point, node, live in zip(study.expand(), ("container", here.node), (True, False),
                                  strict=True):
         lease = Lease(here.host, gone.pid, "token", 60, node)
-        run = store.get_run(_create_run(store, experiment_id, study, point, lease))
+        run = store.get_run(create_run(store, experiment_id, study, point, lease))
         state, why = lease_state(run)
         assert state is live, why
         assert why.startswith("held by the runner" if live else f"its runner ({here.host} pid")
@@ -246,7 +239,7 @@ def test_a_run_marked_killed_while_its_point_runs_never_finishes(store, store_ur
     (point,) = study.expand()
     experiment_id = tracking.ensure_experiment(study.experiment, client=store)
     lease = Lease.new()
-    run_id = _create_run(store, experiment_id, study, point, lease)
+    run_id = create_run(store, experiment_id, study, point, lease)
     task = point_task(study, point, run_id, uri=store_uri, experiment_id=experiment_id,
                       output_dir=tmp_path / "out", lease=lease,
                       status_poll_s=1 if how == "guard" else 600)

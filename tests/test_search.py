@@ -25,18 +25,17 @@ from studyfiles import ROOT, write_study
 
 from mpimpy import cli
 from mpimpy.studies import StudyError, load_study, run_study
+from mpimpy.studies.analysis import search_results
+from mpimpy.studies.notebook import notebook_metrics
 from mpimpy.studies.search import (
     RETRY_ATTR,
     RUN_ATTR,
-    Constraint,
-    StorageLock,
-    _experiment_store,
     default_storage,
-    notebook_metrics,
+    experiment_store,
     open_search,
-    search_results,
-    trial_point,
+    storage_lock,
 )
+from mpimpy.studies.spec import Constraint, trial_point
 
 TOY = "toy_search.ipynb"
 SEARCH = {
@@ -325,22 +324,52 @@ def test_sigkill_of_the_runner_mid_search_then_a_rerun_gives_n_trials_without_du
     assert len({r.data.tags["trial"] for r in finished}) == 4  # no trial finished twice
 
 
+def test_two_runners_started_together_on_one_search_share_its_trials(tmp_path):
+    """Two runners on one search at once, real processes on a fresh local store that both
+    create: trials one to one with runs, exactly one FINISHED run per trial, and no more than
+    n_trials trials COMPLETE (neither runner asks beyond what the other holds)."""
+    from mpimpy import tracking
+
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    path = search_study(tmp_path, "together", search={"n_trials": 6, "sampler": "random"})
+    procs = [runner(uri, path, tmp_path, "--workers", "2") for _ in range(2)]
+    outputs = []
+    try:
+        for proc in procs:
+            output, _ = proc.communicate(timeout=600)
+            outputs.append(output)
+    finally:
+        for proc in procs:
+            proc.kill()
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output
+        assert "Traceback" not in output, output
+        assert "6 of 6 trials complete" in output, output
+    client = tracking.get_client(uri)
+    trials, runs = assert_one_to_one(client, uri, "together")
+    assert Counter(t.state.name for t in trials) == {"COMPLETE": 6}
+    finished = Counter(r.data.tags["trial"] for r in runs if r.info.status == "FINISHED")
+    assert sorted(finished) == sorted(str(t.number) for t in trials)
+    assert set(finished.values()) == {1}  # exactly one FINISHED run per trial
+
+
 def test_a_trial_whose_run_finished_while_no_runner_watched_is_told_not_rerun(
         store, store_uri, tmp_path):
     """A runner killed between its run's end and telling Optuna loses nothing: the next runner
     tells the trial from the run's metrics."""
-    from mpimpy.studies.runner import Lease, _create_run, _open_store
+    from mpimpy.studies.lease import Lease
+    from mpimpy.studies.store import create_run, open_store
 
     path = search_study(tmp_path, "untold", search={"n_trials": 1, "sampler": "random"})
     study = load_study(path)
-    client, experiment_id = _open_store(store_uri, study)
+    client, experiment_id = open_store(store_uri, study)
     storage = storage_of(store_uri)
-    optuna_study = open_search(study, storage, StorageLock(storage),
-                               store=_experiment_store(store_uri))
+    optuna_study = open_search(study, storage, storage_lock(storage),
+                               store=experiment_store(store_uri))
     trial = optuna_study.ask({k: d.distribution() for k, d in study.search.space.items()})
     values = {k: study.search.space[k].decode(v) for k, v in trial.params.items()}
     point = trial_point(study, trial.number, values)
-    run_id = _create_run(client, experiment_id, study, point, Lease("gone", 1, "t", 60),
+    run_id = create_run(client, experiment_id, study, point, Lease("gone", 1, "t", 60),
                          extra_tags={"search": "untold", "trial": str(trial.number)})
     metrics = toy(values["x"], values["y"], values["kind"])
     for name, value in metrics.items():
@@ -430,7 +459,7 @@ def test_ui_optuna_serves_the_searches_storage(store, store_uri, tmp_path):
     path = search_study(tmp_path, "dashboard", search={"n_trials": 1})
     study = load_study(path)
     storage = storage_of(store_uri)
-    open_search(study, storage, StorageLock(storage), store=_experiment_store(store_uri))
+    open_search(study, storage, storage_lock(storage), store=experiment_store(store_uri))
     from test_runner_reliability import free_port
 
     port = free_port()

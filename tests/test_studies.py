@@ -22,8 +22,8 @@ from studyfiles import ROOT, all_runs, default_sigint, write_study
 
 from mpimpy import cli, tracking
 from mpimpy.studies import StudyError, load_study, run_study
-from mpimpy.studies.runner import HASH_TAG, runs_with_status
 from mpimpy.studies.spec import expand_points, params_hash
+from mpimpy.studies.store import HASH_TAG, runs_with_status
 
 # ---------------------------------------------------------------------------------------------
 # Study files (no kernels)

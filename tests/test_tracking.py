@@ -12,6 +12,7 @@ import pytest
 
 from mpimpy import tracking
 from mpimpy.studies.plots import error_histogram, scatter_plot
+from mpimpy.studies.store import log_point_params, point_note
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -261,7 +262,7 @@ def test_point_params_join_the_simulators_values_under_one_name(client):
     with tracking.start_run("one-name") as run:
         tracking.log_result(np.ones(4), np.ones(4) * 1.1, sim_time_s=0.1, seed=0, plots=False,
                             params={"radc": None, "var": 0.05})
-        added = tracking.log_point_params(run.run_id, {"radc": 0, "var": 0.05, "m": 8})
+        added = log_point_params(run.run_id, {"radc": 0, "var": 0.05, "m": 8})
     assert added == {"m": 8}
     params = client.get_run(run.run_id).data.params
     assert params["radc"] == "None" and params["var"] == "0.05" and params["m"] == "8"
@@ -271,7 +272,7 @@ def test_point_params_join_the_simulators_values_under_one_name(client):
 def test_run_names_and_point_notes():
     assert tracking.run_name({"fmt": "INT", "x_slice": [1, 3, 4], "var": 0.05}) == (
         "fmt=INT,x_slice=[1,3,4],var=0.05")
-    note = tracking.point_note("qs", "quickstart.ipynb", {"fmt": "FP", "seed": 1},
+    note = point_note("qs", "quickstart.ipynb", {"fmt": "FP", "seed": 1},
                                {"m": 128, "fmt": "ignored"})
     assert note == "Study qs, point fmt=FP, seed=1 of quickstart.ipynb (m=128)"
     assert "\n" not in note

@@ -215,7 +215,7 @@ def log_evaluation(evaluation: Evaluation, run=None, **extra_params) -> dict[str
             extra_metrics={"energy_per_inference_J": evaluation.metrics[
                 "energy_per_inference_J"]})
         return dict(evaluation.metrics)
-    tracked = tracking._resolve_run(run)
+    tracked = tracking.resolve_run(run)
     tracked.log_params({**params, **tracking.environment_info()})
     tracked.log_metrics({k: v for k, v in evaluation.metrics.items()
                          if k not in tracking.COST_METRICS})
@@ -257,7 +257,7 @@ def sweep(points: list[Design], workload: str = "product", progress: bool = True
 #: Each workload's accuracy and cost objectives, ``{column: direction}``.
 OBJECTIVES = {"product": {"SNR_dB": "maximize", "energy_per_mac_pJ": "minimize"},
               "mnist": {"accuracy": "maximize", "energy_per_inference_J": "minimize"}}
-#: Axis labels with units.
+#: Axis labels with units (the co-design plots' own words: "output SNR", "fraction").
 LABELS = {"SNR_dB": "output SNR (dB)", "RE": "relative error (1)",
           "accuracy": "test accuracy (fraction)",
           "energy_per_mac_pJ": "energy per MAC (pJ)",

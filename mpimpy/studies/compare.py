@@ -37,10 +37,11 @@ import pandas as pd
 import torch
 
 from mpimpy import tracking
+from mpimpy.studies.store import experiment_id
 
 #: Tag that marks a summary run (figures comparing the other runs of its experiment).
 SUMMARY_TAG = "mpimpy.summary"
-#: Axis labels with units for the metrics the simulator logs.
+#: Axis labels with units for the metrics the simulator, the notebooks and the searches log.
 METRIC_LABELS = {
     "RE": "relative error ||y - y_ideal|| / ||y_ideal|| (1)",
     "SNR_dB": "SNR (dB)",
@@ -48,6 +49,14 @@ METRIC_LABELS = {
     "max_abs_error": "max |y - y_ideal| (a.u.)",
     "sim_time_s": "simulation time (s)",
     "notebook_wall_s": "notebook wall time (s)",
+    "energy_per_inference_J": "energy per inference (J)",
+    "energy_per_mac_pJ": "energy per MAC (pJ)",
+    "energy_J": "energy (J)",
+    "latency_s": "latency (s)",
+    "area_mm2": "area (mm²)",
+    "tops_per_w": "TOPS/W",
+    "accuracy": "test accuracy (1)",
+    "accuracy_drop": "accuracy drop vs software (1)",
 }
 DISTRIBUTIONS = ("normal", "uniform", "laplace", "wide")
 
@@ -280,18 +289,6 @@ def _tracking_uri(uri: str):
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = saved_env
-
-
-def experiment_id(experiment: str, tracking_uri: str | None = None) -> str | None:
-    """Id of an existing (not deleted) experiment, or ``None``; never creates a store."""
-    uri = tracking_uri or tracking.tracking_uri()
-    db = tracking.sqlite_path(uri)
-    if db is not None and not db.is_file():
-        return None
-    found = tracking.get_client(uri).get_experiment_by_name(experiment)
-    if found is None or found.lifecycle_stage == "deleted":
-        return None
-    return found.experiment_id
 
 
 def load_runs(experiment: str, tracking_uri: str | None = None, *,
@@ -569,7 +566,6 @@ __all__ = [
     "Product",
     "SUMMARY_TAG",
     "error_budget",
-    "experiment_id",
     "exponent_bits",
     "finite",
     "fits_g_level",
