@@ -563,7 +563,7 @@ def log_result(
     tracked.log_metrics(metrics)
 
     if plots:
-        from mpimpy.studies.plots import error_histogram, scatter_plot
+        from mpimpy.plots import error_histogram, scatter_plot
 
         with tempfile.TemporaryDirectory() as tmp:
             scatter = scatter_plot(y_sim, y_ideal, Path(tmp) / "measured_vs_expected.png")
@@ -665,7 +665,7 @@ def log_cost(report, *, run=None, layers: Mapping[str, Any] | None = None,
         extra_metrics = {"energy_per_inference_J": network.energy_per_inference,
                          "latency_per_inference_s": network.latency_per_inference,
                          **(extra_metrics or {})}
-    from mpimpy.studies.plots import cost_breakdown_plot
+    from mpimpy.plots import cost_breakdown_plot
 
     tracked = resolve_run(run)
     values = report.as_dict()

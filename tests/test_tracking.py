@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mpimpy import tracking
-from mpimpy.studies.plots import error_histogram, scatter_plot
+from mpimpy.plots import error_histogram, scatter_plot
 from mpimpy.studies.store import log_point_params, point_note
 
 PNG = b"\x89PNG\r\n\x1a\n"
