@@ -122,7 +122,8 @@ def _cmd_list(args) -> int:
     if db is not None and not db.is_file():
         print(f"\nNo experiment store yet at {db} (a study run creates it).")
         return 0
-    print(f"\nExperiments in {tracking.store_summary(uri)}:")
+    print(f"\nExperiments in {tracking.store_summary(uri)}:", flush=True)
+    # (the study files are on screen while MLflow's client loads: about 3 s of imports)
     for name, experiment_id, counts in experiment_runs(uri):
         detail = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no runs"
         total = sum(counts.values())
