@@ -14,8 +14,9 @@ Each algorithm takes a *matmul*, a callable ``matmul(x) -> x @ W`` for its fixed
 * :mod:`~mpimpy.apps.track`: logging a run's answer, metric histories and figures.
 """
 
-from .. import metrics
-from ..metrics import kendall_tau, psnr, relative_error, top_k_overlap
+from mpimpy import metrics
+from mpimpy.metrics import kendall_tau, psnr, relative_error, top_k_overlap
+
 from . import dct, heat, pagerank, track
 from .matmul import FORMATS, CrossbarMatmul, IdealMatmul, make_matmul
 

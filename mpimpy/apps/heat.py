@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics import RE
+from mpimpy.metrics import RE
+
 from .matmul import resolve
 
 #: Largest stable ``r = D dt / h**2`` of the explicit 2-D scheme.

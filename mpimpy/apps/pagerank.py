@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..metrics import kendall_tau, top_k_overlap
+from mpimpy.metrics import kendall_tau, top_k_overlap
+
 from .matmul import resolve
 
 
