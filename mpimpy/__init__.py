@@ -24,7 +24,7 @@ _EXPORTS = {
     "CrossbarConfig": ".config",
     "TileShape": ".config",
     "DPETensor": ".engine",
-    "release_buffers": ".engine",
+    "release_buffers": ".execution",
     "ABSE": ".metrics",
     "RE": ".metrics",
     "SNR": ".metrics",

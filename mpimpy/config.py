@@ -8,17 +8,21 @@ study file with a typo fails before anything runs.
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 import torch
 
-MAPPINGS = ("offset", "diffpair", "bias")
+from .mapping import MAPPINGS as MAPPING_CLASSES
+from .mapping import Mapping, resolve_mapping
+from .validation import check_int, check_real
+
+#: The weight mappings' names (:data:`mpimpy.mapping.MAPPINGS`).
+MAPPINGS = tuple(MAPPING_CLASSES)
 #: How each mapping cuts its weights into slices (see :data:`mpimpy.slicing.ENCODINGS`).
-WEIGHT_ENCODINGS = {"offset": "twos_complement", "diffpair": "sign_magnitude",
-                    "bias": "offset_binary"}
+WEIGHT_ENCODINGS = {name: m.weight_encoding for name, m in MAPPING_CLASSES.items()}
 
 
 def resolve_device(device) -> torch.device:
@@ -55,32 +59,11 @@ def level_scale(width: int, levels: int, level_mapping: str) -> float:
     return (levels - 1) / top
 
 
-def _check_real(name, value, low=None, high=None, low_open=False, high_open=False):
-    """Raise a clear error unless ``value`` is a finite real number inside the given range."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        bound = f"> {low}" if low_open else f">= {low}"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    if high is not None and (value >= high if high_open else value > high):
-        bound = f"< {high}" if high_open else f"<= {high}"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 def validate_time(t, name: str = "t_inference") -> float:
     """A time after programming in seconds: a finite real number >= 0, as a float."""
     if isinstance(t, torch.Tensor) and t.numel() == 1:
         t = t.item()
-    _check_real(f"{name} (seconds after programming)", t, low=0.0)
+    check_real(f"{name} (seconds after programming)", t, low=0.0)
     return float(t)
 
 
@@ -276,36 +259,30 @@ class CrossbarConfig:
         if self.drift_compensation not in DRIFT_COMPENSATIONS:
             raise ValueError(f"drift_compensation must be one of {DRIFT_COMPENSATIONS}, got "
                              f"{self.drift_compensation!r}")
-        _check_real("LGS", self.LGS, low=0.0, low_open=True)
-        _check_real("HGS", self.HGS, low=0.0, low_open=True)
+        check_real("LGS", self.LGS, low=0.0, low_open=True)
+        check_real("HGS", self.HGS, low=0.0, low_open=True)
         if self.HGS <= self.LGS:
             raise ValueError(f"HGS must be > LGS, got HGS={self.HGS!r} and LGS={self.LGS!r}")
-        _check_int("g_level", self.g_level, 2)
+        check_int("g_level", self.g_level, 2)
         if self.level_mapping not in LEVEL_MAPPINGS:
             raise ValueError(f"level_mapping must be one of {LEVEL_MAPPINGS}, got "
                              f"{self.level_mapping!r}")
         for name in ("var", "read_noise", "vnoise"):
-            _check_real(name, getattr(self, name), low=0.0)
-        _check_real("stuck_fault_ratio", self.stuck_fault_ratio, low=0.0, high=1.0)
+            check_real(name, getattr(self, name), low=0.0)
+        check_real("stuck_fault_ratio", self.stuck_fault_ratio, low=0.0, high=1.0)
         if self.stuck_fault_value not in (0, 1) or isinstance(self.stuck_fault_value, bool):
             raise ValueError(
                 f"stuck_fault_value must be 0 (stuck at LGS) or 1 (stuck at HGS), "
                 f"got {self.stuck_fault_value!r}"
             )
-        if self.mapping not in MAPPINGS:
-            raise ValueError(f"mapping must be one of {MAPPINGS}, got {self.mapping!r}")
-        if not isinstance(self.unit_column, bool):
-            raise TypeError(f"unit_column must be True or False, got {self.unit_column!r}")
-        if self.unit_column and self.mapping != "bias":
-            raise ValueError(f"unit_column=True needs mapping='bias' (the unit column removes "
-                             f"the bias of offset-binary weights), got mapping={self.mapping!r}")
+        resolve_mapping(self.mapping, self.unit_column)
         if self.input_encoding not in INPUT_ENCODINGS:
             raise ValueError(f"input_encoding must be one of {INPUT_ENCODINGS}, got "
                              f"{self.input_encoding!r}")
         if self.rdac is not None:
-            _check_int("rdac", self.rdac, 2)
+            check_int("rdac", self.rdac, 2)
         if self.radc is not None:
-            _check_int("radc", self.radc, 3 if self.bipolar_adc else 2)
+            check_int("radc", self.radc, 3 if self.bipolar_adc else 2)
         if isinstance(self.adc_range, str):
             if self.adc_range not in ADC_RANGE_MODES:
                 raise ValueError(
@@ -313,8 +290,8 @@ class CrossbarConfig:
                     f"got {self.adc_range!r}"
                 )
         else:
-            _check_real("adc_range", self.adc_range, low=0.0, high=1.0, low_open=True)
-        _check_real("vread", self.vread, low=0.0, low_open=True)
+            check_real("adc_range", self.adc_range, low=0.0, high=1.0, low_open=True)
+        check_real("vread", self.vread, low=0.0, low_open=True)
         r_row, r_col = parse_wire_resistance(self.wire_resistance)
         # one number, or a pair when the word and bit lines differ
         object.__setattr__(self, "wire_resistance", r_row if r_row == r_col else (r_row, r_col))
@@ -324,12 +301,17 @@ class CrossbarConfig:
     def bipolar_adc(self) -> bool:
         """Whether column currents take both signs (a differential pair, or inputs driven with
         both polarities), so the ADC converts both."""
-        return self.mapping == "diffpair" or self.input_encoding == "sign_magnitude"
+        return self.weight_mapping.bipolar or self.input_encoding == "sign_magnitude"
+
+    @cached_property
+    def weight_mapping(self) -> Mapping:
+        """The :class:`~mpimpy.mapping.Mapping` object of ``mapping`` (and ``unit_column``)."""
+        return resolve_mapping(self.mapping, self.unit_column)
 
     @property
     def weight_encoding(self) -> str:
         """How the weights are cut into slices (:data:`mpimpy.slicing.ENCODINGS`)."""
-        return WEIGHT_ENCODINGS[self.mapping]
+        return self.weight_mapping.weight_encoding
 
     @property
     def level_step(self) -> float:
@@ -351,8 +333,8 @@ class TileShape:
     cols: int = 64
 
     def __post_init__(self):
-        _check_int("paral_size[0] (array rows)", self.rows, 1)
-        _check_int("paral_size[1] (array cols)", self.cols, 1)
+        check_int("paral_size[0] (array rows)", self.rows, 1)
+        check_int("paral_size[1] (array cols)", self.cols, 1)
 
     @classmethod
     def parse(cls, paral_size) -> TileShape:

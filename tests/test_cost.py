@@ -20,6 +20,7 @@ from torch import nn
 
 from mpimpy import DPETensor, SlicedData, cost
 from mpimpy import nn as mnn
+from mpimpy.isaac import isaac_workload
 
 PHYSICS = {"preset": "isaac-32nm", "array_energy_per_cell": None}
 
@@ -35,7 +36,7 @@ def test_one_ima_reproduces_isaac_table_1(unit_column):
     """A 128 x 128 16-bit layer fills one IMA: its power and area per component, and in all,
     within 10 % of ISAAC's Table I; one 8-bit conversion per 16-bit MAC (plus the unit column's
     1/128 when it is converted)."""
-    report = cost.estimate(*cost.isaac_workload(128, 128, unit_column=unit_column))
+    report = cost.estimate(*isaac_workload(128, 128, unit_column=unit_column))
     assert (report.arrays, report.adcs, report.dacs, report.imas) == (8, 8, 1024, 1)
     assert report.conversions_per_mac == (1 + 1 / 128 if unit_column else 1.0)
     assert report.adc_conversions == report.macs * (129 if unit_column else 128) // 128
@@ -50,7 +51,7 @@ def test_one_ima_reproduces_isaac_table_1(unit_column):
 
 def test_one_tile_reproduces_isaac_power_area_and_adc_shares():
     """A 384 x 512 layer fills the 12 IMAs of one tile (3 row-blocks x 4 column blocks)."""
-    report = cost.estimate(*cost.isaac_workload(384, 512))
+    report = cost.estimate(*isaac_workload(384, 512))
     assert (report.imas, report.tiles) == (12, 1)
     power, area = PUBLISHED_TILE
     assert report.power == pytest.approx(power, rel=0.1)
@@ -171,7 +172,7 @@ def test_components_add_up_to_the_totals():
 
 
 def test_fewer_columns_per_adc_lower_adc_latency_and_raise_adc_area():
-    engine, x, mat = cost.isaac_workload(128, 128, vectors=8, unit_column=False)
+    engine, x, mat = isaac_workload(128, 128, vectors=8, unit_column=False)
     shared = cost.estimate(engine, x, mat, "isaac-32nm")
     tech = cost.Technology.preset("isaac-32nm")
     for columns in (64, 16, 1):

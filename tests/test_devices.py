@@ -482,9 +482,9 @@ def test_compensation_gain_is_one_per_array_and_one_at_programming():
                                      "read_noise_scale": 0.0}, drift_compensation="global",
                        mapping="diffpair", seed=0, **NOISE_FREE)
     x, mat = operands(engine, k=128, n=96, tile=(32, 32))  # 4 row-blocks, 3 column-blocks
-    gain = engine._drift_gain(mat, torch.float64)
+    gain = engine.drift_gain(mat, torch.float64)
     assert torch.equal(gain, torch.ones_like(gain))  # t = 0: nothing drifted yet
-    gain = engine.at_time(YEAR)._drift_gain(mat, torch.float64)
+    gain = engine.at_time(YEAR).drift_gain(mat, torch.float64)
     n_a = len(engine.programmed(mat).slice_index)
     per_column = gain.view(4, n_a, 96)
     per_array = per_column.view(4, n_a, 3, 32)

@@ -14,8 +14,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mpimpy import DPETensor, SlicedData
-from mpimpy import engine as engine_module
+from mpimpy import DPETensor, SlicedData, execution
 from mpimpy.config import INPUT_ENCODINGS
 
 
@@ -265,7 +264,7 @@ def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range, layou
     reads the currents in, and whether it reads whole row-blocks or (as it does for large ones)
     slice pair by slice pair and column block by column block, each range is the one of all the
     currents it converts. (float64 operands: the float read, whose integer sums are exact.)"""
-    monkeypatch.setattr(engine_module, "PAIR_MAJOR_CURRENTS",
+    monkeypatch.setattr(execution, "PAIR_MAJOR_CURRENTS",
                         0 if layout == "pair-major" else 2**62)
     widths, rows, radc, g_level = [1, 1, 2, 4], 8, 16, 16
     # Conductances that are sums of powers of two, so the engine's currents are the exact
