@@ -8,6 +8,7 @@ study file with a typo fails before anything runs.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -41,6 +42,19 @@ DRIFT_COMPENSATIONS = ("none", "global")
 DEFAULT_VAR = 0.05
 #: How a slice value becomes a conductance level or a DAC code (see ``level_mapping``).
 LEVEL_MAPPINGS = ("integer", "spread")
+
+
+def setting(default, unit: str, valid) -> dataclasses.Field:
+    """A dataclass field declaring a setting: its default, its unit (``""`` for none) and its
+    allowed values (a description, or a tuple of the choices), in the field's ``metadata``
+    (``dataclasses.fields(CrossbarConfig)`` lists them; :func:`describe` formats them)."""
+    return dataclasses.field(default=default, metadata={"unit": unit, "valid": valid})
+
+
+def describe(settings_class) -> dict[str, dict]:
+    """Every setting of a settings dataclass (:class:`CrossbarConfig`, :class:`EngineOptions`):
+    name -> ``{"default", "unit", "valid"}``."""
+    return {f.name: {"default": f.default, **f.metadata} for f in fields(settings_class)}
 
 
 def level_scale(width: int, levels: int, level_mapping: str) -> float:
@@ -224,25 +238,26 @@ class CrossbarConfig:
             (``adc_range="calibrated"`` follows the dropped currents instead).
     """
 
-    HGS: float = 1e-5
-    LGS: float = 1e-7
-    g_level: int = 16
-    level_mapping: str = "integer"
-    var: float | None = None
-    read_noise: float = 0.0
-    vnoise: float = 0.0
-    stuck_fault_ratio: float = 0.0
-    stuck_fault_value: int = 0
-    rdac: int | None = 2**4
-    radc: int | None = 2**8
-    adc_range: str | float = "full"
-    vread: float = 0.1
-    mapping: str = "offset"
-    input_encoding: str = "twos_complement"
-    unit_column: bool = False
-    wire_resistance: float | tuple[float, float] = 0.0
-    device_model: object = "lognormal"
-    drift_compensation: str = "none"
+    HGS: float = setting(1e-5, "S", "> LGS")
+    LGS: float = setting(1e-7, "S", "> 0")
+    g_level: int = setting(16, "levels", "integer >= 2")
+    level_mapping: str = setting("integer", "", LEVEL_MAPPINGS)
+    var: float | None = setting(None, "log-std", ">= 0 (lognormal only); None: the model's")
+    read_noise: float = setting(0.0, "relative std", ">= 0")
+    vnoise: float = setting(0.0, "relative std", ">= 0")
+    stuck_fault_ratio: float = setting(0.0, "fraction of cells", "[0, 1]")
+    stuck_fault_value: int = setting(0, "", (0, 1))
+    rdac: int | None = setting(2**4, "levels", "integer >= 2, or None (ideal)")
+    radc: int | None = setting(2**8, "levels", "integer >= 2 (>= 3 bipolar), or None (ideal)")
+    adc_range: str | float = setting("full", "", ADC_RANGE_MODES + ("float in (0, 1]",))
+    vread: float = setting(0.1, "V", "> 0")
+    mapping: str = setting("offset", "", MAPPINGS)
+    input_encoding: str = setting("twos_complement", "", INPUT_ENCODINGS)
+    unit_column: bool = setting(False, "", "bool, True only with mapping='bias'")
+    wire_resistance: float | tuple[float, float] = setting(0.0, "ohm", ">= 0, or (r_row, r_col)")
+    device_model: object = setting("lognormal", "", "a name in mpimpy.devices.models."
+                                   "DEVICE_MODELS, a dict of parameters or a DeviceModel")
+    drift_compensation: str = setting("none", "", DRIFT_COMPENSATIONS)
 
     def __post_init__(self):
         from .devices.models import resolve_device_model  # the devices package imports config
@@ -318,11 +333,105 @@ class CrossbarConfig:
         """Conductance between two adjacent programmable levels, in siemens."""
         return (self.HGS - self.LGS) / (self.g_level - 1)
 
+    @classmethod
+    def overrides(cls, **settings) -> dict:
+        """``settings`` (keyword arguments of this class, or of ``DPETensor``) as a dict, once
+        checked: a name that is no hardware setting, or a value out of its range, raises
+        here, where the overrides are declared."""
+        cls(**settings)
+        return settings
+
     def as_dict(self) -> dict:
         """All settings as a flat dict (for logging; ``CrossbarConfig(**as_dict())`` rebuilds
         it). ``device_model`` is the model object, whose ``str`` is its name (and changed
         parameters); :meth:`~mpimpy.devices.models.DeviceModel.log_params` flattens it."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+#: How an engine reads its arrays (see :class:`EngineOptions`).
+READ_KERNELS = ("auto", "float")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """The run-time options of an engine (:class:`~mpimpy.engine.DPETensor`): how it
+    simulates, not what hardware. Validated here (``t_inference`` made a float, ``device``
+    resolved by :func:`resolve_device`); ``technology`` is resolved by
+    :func:`mpimpy.cost.resolve_technology` when the engine is made.
+
+    Attributes:
+        t_inference: seconds after programming at which the arrays are read (finite, >= 0;
+            default 0), see :meth:`mpimpy.engine.DPETensor.at_time`.
+        seed: an int, a ``torch.Generator`` on the engine's device, or ``None`` to draw a seed
+            from torch's global generator (so ``torch.manual_seed`` makes runs repeatable). The
+            same seed and the same sequence of calls give bit-identical results.
+        device: where the simulation runs; default CPU. Operands must live there.
+        chunk_elements: how many currents one chunk of work may hold (memory stays bounded by
+            about ``4 * chunk_elements`` bytes for float32 beyond the operands; exact integer
+            reads use chunks of at most ``2**21``, which keep their currents in cache). Between
+            products each thread keeps the working buffers (DAC codes, chunks; those of at most
+            128 MB, see :data:`mpimpy.execution.RETAINED_BUFFER_BYTES`) for its next product;
+            :func:`mpimpy.release_buffers` frees them.
+        calibration_elements: with a calibrated ADC, the currents one calibration needs (for
+            ``"calibrated"``, one row-block's, or with inexact reads of a large row-block
+            (see :data:`mpimpy.execution.PAIR_MAJOR_CURRENTS`) those of one column block,
+            every array of it side by side; the whole product's, for
+            ``"calibrated-symmetric"``) are kept between calibrating and converting if they are
+            at most this many (512 MB in float32 by default); more, and those of int8 reads
+            (cheaper to read again than to keep), are read twice instead.
+        read_kernel: how arrays are read. ``"auto"`` (default): a noise-free read of integer
+            codes on integer conductance levels (no variation, drift, wires, input or read
+            noise; float32 operands) sums its currents exactly on the integer matrix units of
+            the CPU or GPU (int8 ``torch._int_mm``) where it has them, every other read in the
+            operands' float dtype. ``"float"``: every read in the float dtype. Both give the same
+            numbers, element for element; ``engine.last_read_kernel`` says which one the last
+            product used (``"int8"``, ``"float32"`` or ``"float64"``).
+        compile: ``True`` runs the passes after each chunk's read (the ADC and the shift-add,
+            :func:`mpimpy.peripherals.convert_shift_add`) as one kernel compiled by
+            ``torch.compile`` (:mod:`mpimpy.jit`): faster for long runs, after a compile of a few
+            seconds per process for each new shape of chunk (columns, slices, row-blocks per
+            chunk) and ADC variant; the numbers agree with the uncompiled ones to round-off. Where
+            compiling fails (no C++ compiler), a warning says why and the passes run
+            uncompiled. ``False`` (default): uncompiled. ``engine.last_convert_kernel`` says
+            which ran (``"compiled"`` or ``"eager"``).
+        technology: a :class:`~mpimpy.cost.Technology`, a preset name (``"isaac-32nm"``), a
+            dict of fields or a YAML/JSON file: the engine then estimates the energy, latency
+            and area of every product and keeps the last one as ``engine.last_cost`` (a
+            :class:`~mpimpy.cost.CostReport`). ``None`` (default): no estimate.
+    """
+
+    t_inference: float = setting(0.0, "s", ">= 0, finite")
+    seed: int | torch.Generator | None = setting(None, "", "int >= 0, a torch.Generator on "
+                                                 "the device, or None (drawn from torch)")
+    device: str | torch.device | None = setting(None, "", "a torch device; None: the CPU")
+    chunk_elements: int = setting(2**22, "currents", "integer >= 1")
+    calibration_elements: int = setting(2**27, "currents", "integer >= 0")
+    read_kernel: str = setting("auto", "", READ_KERNELS)
+    compile: bool = setting(False, "", (False, True))
+    technology: object = setting(None, "", "a mpimpy.cost.Technology, preset name, dict or "
+                                 "YAML/JSON file, or None (no cost estimate)")
+
+    def __post_init__(self):
+        object.__setattr__(self, "t_inference", validate_time(self.t_inference))
+        object.__setattr__(self, "device", resolve_device(self.device))
+        for name, low in (("chunk_elements", 1), ("calibration_elements", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                kind = "positive" if low else "non-negative"
+                raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+        if self.read_kernel not in READ_KERNELS:
+            raise ValueError(f"read_kernel must be 'auto' or 'float', got {self.read_kernel!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}")
+        seed = self.seed
+        if isinstance(seed, torch.Generator):
+            if resolve_device(seed.device) != self.device:
+                raise ValueError(f"seed: the generator is on {seed.device}, the engine on "
+                                 f"{self.device}")
+        elif seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                   or seed < 0):
+            raise ValueError(f"seed must be a non-negative int, a torch.Generator or None, "
+                             f"got {seed!r}")
 
 
 @dataclass(frozen=True)
@@ -349,6 +458,7 @@ class TileShape:
         return cls(rows, cols)
 
 
-__all__ = ["CrossbarConfig", "TileShape", "MAPPINGS", "WEIGHT_ENCODINGS", "ADC_RANGE_MODES",
+__all__ = ["CrossbarConfig", "EngineOptions", "TileShape", "READ_KERNELS", "describe",
+           "setting", "MAPPINGS", "WEIGHT_ENCODINGS", "ADC_RANGE_MODES",
             "INPUT_ENCODINGS", "DRIFT_COMPENSATIONS", "LEVEL_MAPPINGS", "level_scale",
            "validate_time"]

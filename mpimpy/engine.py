@@ -42,10 +42,12 @@ integer DAC codes and integer conductance levels is computed exactly in floating
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import torch
 
-from .config import CrossbarConfig, resolve_device, validate_time
+from .compat import OriginalEngineAttributes, engine_signature
+from .config import CrossbarConfig, EngineOptions, resolve_device, validate_time
 from .cost import report, resolve_technology
 from .crossbar import ChunkReader, exact_read
 from .devices import ProgrammedArrays, check_widths, level_weights, program
@@ -64,8 +66,11 @@ from .schedule import Schedule, product_schedule
 from .slicing import SlicedData, bit_slices, check_sign_slice, encoding_bias, slice_weights
 from .tiling import check_block_alignment, weight_sums
 
+#: ``DPETensor(...)``'s arguments: every setting, in the original's positional order
+_SIGNATURE = engine_signature()
 
-class DPETensor:
+
+class DPETensor(OriginalEngineAttributes):
     """A dot-product engine: memristor crossbars with their DACs and ADCs.
 
     ``DPETensor(...)(x, mat)`` computes the simulated ``x.data @ mat.data`` for two
@@ -80,108 +85,45 @@ class DPETensor:
         stuck_fault_value, read_noise, mapping, adc_range, unit_column, level_mapping,
         input_encoding, device_model, drift_compensation: hardware settings, documented with
             their units and ranges in :class:`~mpimpy.config.CrossbarConfig`.
-        t_inference: seconds after programming at which the arrays are read (finite, >= 0;
-            default 0), see :meth:`at_time`.
-        seed: an int, a ``torch.Generator`` on the engine's device, or ``None`` to draw a seed
-            from torch's global generator (so ``torch.manual_seed`` makes runs repeatable). The
-            same seed and the same sequence of calls give bit-identical results.
-        device: where the simulation runs; default CPU. Operands must live there.
-        chunk_elements: how many currents one chunk of work may hold (memory stays bounded by
-            about ``4 * chunk_elements`` bytes for float32 beyond the operands; exact integer
-            reads use chunks of at most ``2**21``, which keep their currents in cache). Between
-            products each thread keeps the working buffers (DAC codes, chunks; those of at most
-            128 MB, see :data:`RETAINED_BUFFER_BYTES`) for its next product;
-            :func:`release_buffers` frees them.
-        calibration_elements: with a calibrated ADC, the currents one calibration needs (for
-            ``"calibrated"``, one row-block's, or with inexact reads of a large row-block
-            (see :data:`PAIR_MAJOR_CURRENTS`) those of one column block, every array of it side
-            by side; the whole product's, for
-            ``"calibrated-symmetric"``) are kept between calibrating and converting if they are
-            at most this many (512 MB in float32 by default); more, and those of int8 reads
-            (cheaper to read again than to keep), are read twice instead.
-        read_kernel: how arrays are read. ``"auto"`` (default): a noise-free read of integer
-            codes on integer conductance levels (no variation, drift, wires, input or read
-            noise; float32 operands) sums its currents exactly on the integer matrix units of
-            the CPU or GPU (int8 ``torch._int_mm``) where it has them, every other read in the
-            operands' float dtype. ``"float"``: every read in the float dtype. Both give the same
-            numbers, element for element; ``engine.last_read_kernel`` says which one the last
-            product used (``"int8"``, ``"float32"`` or ``"float64"``).
-        compile: ``True`` runs the passes after each chunk's read (the ADC and the shift-add,
-            :func:`mpimpy.peripherals.convert_shift_add`) as one kernel compiled by
-            ``torch.compile`` (:mod:`mpimpy.jit`): faster for long runs, after a compile of a few
-            seconds per process for each new shape of chunk (columns, slices, row-blocks per
-            chunk) and ADC variant; the numbers agree with the uncompiled ones to round-off. Where
-            compiling fails (no C++ compiler), a warning says why and the passes run
-            uncompiled. ``False`` (default): uncompiled. ``engine.last_convert_kernel`` says
-            which ran (``"compiled"`` or ``"eager"``).
-        technology: a :class:`~mpimpy.cost.Technology`, a preset name (``"isaac-32nm"``), a
-            dict of fields or a YAML/JSON file: the engine then estimates the energy, latency
-            and area of every product and keeps the last one as ``engine.last_cost`` (a
-            :class:`~mpimpy.cost.CostReport`). ``None`` (default): no estimate.
+        t_inference, seed, device, chunk_elements, calibration_elements, read_kernel, compile,
+        technology: run-time options, documented in :class:`~mpimpy.config.EngineOptions`.
+
+    The arguments' positional order is the original mPimPy's
+    (:data:`mpimpy.compat.ENGINE_ARGUMENTS`); hardware settings read as attributes too
+    (``engine.HGS``, :class:`~mpimpy.compat.OriginalEngineAttributes`).
     """
 
-    def __init__(self, HGS=1e-5, LGS=1e-7, g_level=16, var=None, vnoise=0.0,
-                 wire_resistance=0.0, rdac=2**4, radc=2**8, vread=0.1, stuck_fault_ratio=0.0,
-                 stuck_fault_value=0, read_noise=0.0, mapping="offset", adc_range="full",
-                 seed=None, device=None, chunk_elements=2**22, calibration_elements=2**27,
-                 unit_column=False, level_mapping="integer", input_encoding="twos_complement",
-                 technology=None, device_model="lognormal", drift_compensation="none",
-                 t_inference=0.0, read_kernel="auto", compile=False):
-        self.config = CrossbarConfig(
-            HGS=HGS, LGS=LGS, g_level=g_level, level_mapping=level_mapping, var=var,
-            read_noise=read_noise, vnoise=vnoise,
-            stuck_fault_ratio=stuck_fault_ratio, stuck_fault_value=stuck_fault_value, rdac=rdac,
-            radc=radc, adc_range=adc_range, vread=vread, mapping=mapping,
-            input_encoding=input_encoding, unit_column=unit_column,
-            wire_resistance=wire_resistance, device_model=device_model,
-            drift_compensation=drift_compensation,
-        )
-        self.t_inference = validate_time(t_inference)
-        self.technology = None if technology is None else resolve_technology(technology)
-        self.last_schedule: Schedule | None = None
-        self.last_cost = None
+    def __init__(self, *args, **kwargs):
+        try:
+            settings = _SIGNATURE.bind(self, *args, **kwargs)
+        except TypeError as error:  # as Python words it for an explicit signature
+            raise TypeError(f"{type(self).__name__}(): {error}") from None
+        settings.apply_defaults()
+        values = settings.arguments
+        self.config = CrossbarConfig(**{f.name: values[f.name] for f in fields(CrossbarConfig)})
+        options = EngineOptions(**{f.name: values[f.name] for f in fields(EngineOptions)})
+        self.t_inference, self.device = options.t_inference, options.device
+        self.chunk_elements = options.chunk_elements
+        self.calibration_elements = options.calibration_elements
+        self.read_kernel, self.compile = options.read_kernel, options.compile
+        self.technology = None if options.technology is None else \
+            resolve_technology(options.technology)
+        if isinstance(options.seed, torch.Generator):
+            self.generator, self.seed = options.seed, options.seed.initial_seed()
+        else:  # no seed: one from torch's global generator, so torch.manual_seed repeats runs
+            self.seed = int(torch.randint(0, 2**62, (1,)).item()) if options.seed is None \
+                else options.seed
+            self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
         #: measure the power of every read (``Schedule.array_power``) whatever the
         #: technology; :func:`mpimpy.cost.measuring_power` sets it for a block of products
         self.measure_power = False
-        self.device = resolve_device(device)
-        if isinstance(chunk_elements, bool) or not isinstance(chunk_elements, int) \
-                or chunk_elements < 1:
-            raise ValueError(f"chunk_elements must be a positive integer, got {chunk_elements!r}")
-        self.chunk_elements = chunk_elements
-        if isinstance(calibration_elements, bool) or not isinstance(calibration_elements, int) \
-                or calibration_elements < 0:
-            raise ValueError(f"calibration_elements must be a non-negative integer, got "
-                             f"{calibration_elements!r}")
-        self.calibration_elements = calibration_elements
-        if read_kernel not in ("auto", "float"):
-            raise ValueError(f"read_kernel must be 'auto' or 'float', got {read_kernel!r}")
-        self.read_kernel = read_kernel
+        self.last_schedule: Schedule | None = None
+        self.last_cost = None
         self.last_read_kernel: str | None = None
-        if not isinstance(compile, bool):
-            raise ValueError(f"compile must be True or False, got {compile!r}")
-        self.compile = compile
         self.last_convert_kernel: str | None = None
-        if isinstance(seed, torch.Generator):
-            if resolve_device(seed.device) != self.device:
-                raise ValueError(f"seed: the generator is on {seed.device}, the engine on "
-                                 f"{self.device}")
-            self.generator, self.seed = seed, seed.initial_seed()
-        else:
-            if seed is None:
-                seed = int(torch.randint(0, 2**62, (1,)).item())
-            elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                raise ValueError(f"seed must be a non-negative int, a torch.Generator or None, "
-                                 f"got {seed!r}")
-            self.seed = seed
-            self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self._programs = Programs()  # the weight operands this engine has programmed
 
-    def __getattr__(self, name):
-        # hardware settings read as engine attributes, as in the original (engine.HGS, ...)
-        config = self.__dict__.get("config")
-        if config is not None and name in config.__dataclass_fields__:
-            return getattr(config, name)
-        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+    __init__.__signature__ = _SIGNATURE
 
     def __repr__(self):
         fields = ", ".join(f"{k}={v!r}" for k, v in self.config.as_dict().items())

@@ -21,6 +21,7 @@ from torch import nn
 from mpimpy import DPETensor, SlicedData, cost
 from mpimpy import nn as mnn
 from mpimpy.isaac import isaac_workload
+from mpimpy.mapping import MAPPINGS
 
 PHYSICS = {"preset": "isaac-32nm", "array_energy_per_cell": None}
 
@@ -70,7 +71,7 @@ def small_product(mapping="offset", vectors=6, k=20, n=9, tile=(8, 4), widths=(1
     gen = torch.Generator().manual_seed(seed)
     if x_data is None:
         x_data = torch.randn(vectors, k, generator=gen, dtype=torch.float64)
-    w_widths = [4, 4] if mapping == "bias" else list(widths)
+    w_widths = list(widths) if MAPPINGS[mapping].sign_slice else [4, 4]
     x = SlicedData(list(widths), paral_size=tile, quant_gran="per-matrix").slice_data_imp(
         engine, x_data, transpose=True)
     mat = SlicedData(w_widths, paral_size=tile, is_weight=True).slice_data_imp(
@@ -78,7 +79,7 @@ def small_product(mapping="offset", vectors=6, k=20, n=9, tile=(8, 4), widths=(1
     return engine, x, mat
 
 
-@pytest.mark.parametrize("mapping", ["offset", "diffpair", "bias"])
+@pytest.mark.parametrize("mapping", MAPPINGS)
 def test_array_energy_is_sum_of_v_squared_g_t(mapping):
     """Physics: every read dissipates sum V^2 G over every cell of every array it drives
     (reference columns and G- arrays included), computed here cell by cell from the programmed
@@ -91,7 +92,7 @@ def test_array_energy_is_sum_of_v_squared_g_t(mapping):
     cells = [arrays.positive] + ([arrays.negative] if arrays.negative is not None else [])
     # per word line k: the conductance of every cell on it, over all arrays of its row-block
     per_line = sum(g.sum(dim=(0, 2, 4)) for g in cells).reshape(-1)[:k]
-    if mapping == "offset":
+    if MAPPINGS[mapping].reference_column:
         per_line = per_line + cfg.LGS * arrays.positive.shape[0] * arrays.positive.shape[2]
     energy = 0.0
     for value in x.q.reshape(-1, k).tolist():  # each vector
@@ -159,7 +160,7 @@ def test_all_zero_inputs_cost_no_array_energy():
 
 
 def test_components_add_up_to_the_totals():
-    for mapping in ("offset", "diffpair", "bias"):
+    for mapping in MAPPINGS:
         report = cost.estimate(*small_product(mapping), PHYSICS)
         assert set(report.energy_breakdown) == set(cost.COMPONENTS)
         assert sum(report.energy_breakdown.values()) == pytest.approx(report.energy, rel=1e-12)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from mpimpy import DPETensor, SlicedData, execution
 from mpimpy.config import INPUT_ENCODINGS
+from mpimpy.mapping import MAPPINGS as MAPPING_CLASSES
 
 
 def compositions(total_bits, max_width):
@@ -37,7 +38,9 @@ def any_splits(total_bits, max_width):
     return compositions(total_bits, max_width)
 
 
-MAPPINGS = ["offset", "diffpair", "bias", "bias+unit"]
+#: every mapping, and those that store a bias with unit columns ("bias+unit")
+MAPPINGS = [*MAPPING_CLASSES, *(f"{name}+unit" for name, mapping in MAPPING_CLASSES.items()
+                                if mapping.stores_bias)]
 
 
 def exact_g_level(widths):
@@ -51,8 +54,8 @@ def noise_free_engine(widths_w, mapping="offset", **kwargs):
     kwargs.setdefault("rdac", None)
     kwargs.setdefault("radc", None)
     kwargs.setdefault("g_level", exact_g_level(widths_w))
-    if mapping == "bias+unit":
-        mapping, kwargs["unit_column"] = "bias", True
+    if mapping.endswith("+unit"):
+        mapping, kwargs["unit_column"] = mapping.removesuffix("+unit"), True
     return DPETensor(var=0.0, vnoise=0.0, read_noise=0.0, mapping=mapping, seed=0, **kwargs)
 
 
@@ -81,15 +84,16 @@ def products(draw):
     gran_x = draw(st.sampled_from([None, "per-matrix", "per-row", (rows * 2, 3)]))
     gran_w = draw(st.sampled_from([None, "per-matrix", "per-col", (rows, 2)]))
     mapping = draw(st.sampled_from(MAPPINGS))
-    if mapping.startswith("bias"):
+    if not MAPPING_CLASSES[mapping.removesuffix("+unit")].sign_slice:
         w_widths = draw(st.sampled_from(any_splits(bits_w, 4)))
     input_encoding = draw(st.sampled_from(INPUT_ENCODINGS))
     if input_encoding == "offset_binary":
         x_widths = draw(st.sampled_from(any_splits(bits_x, 4)))
     # the integer level mapping is exact on any device that holds every slice value, whether
     # or not g_level - 1 is a multiple of 2**w - 1 (e.g. 3-bit slices on 16 levels)
-    fewest = 2 ** max(w_widths[1:] if mapping == "diffpair" and len(w_widths) > 1
-                      else w_widths)
+    # (a sign slice without an array of its own needs no levels)
+    sign_array = MAPPING_CLASSES[mapping.removesuffix("+unit")].sign_array
+    fewest = 2 ** max(w_widths[1:] if not sign_array and len(w_widths) > 1 else w_widths)
     g_level = draw(st.sampled_from([exact_g_level(w_widths), fewest, fewest + 3, 64]))
     seed = draw(st.integers(0, 2**31))
     return dict(
