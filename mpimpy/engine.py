@@ -1,27 +1,31 @@
 """The simulated product ``y = x @ W`` on memristor crossbars, one stage after another.
 
-Follow one product through :meth:`DPETensor.MapReduceDot`:
+Follow one product through :meth:`DPETensor.MapReduceDot`, which calls the stages in order:
 
 1. **quantize and slice** (:mod:`mpimpy.slicing`): both operands are quantized in blocks
    (``SlicedData.slice_data_imp``) and cut into bit slices here;
 2. **tile** (:mod:`mpimpy.tiling`): K is split into array row-blocks of ``rows`` word lines;
 3. **program** (:mod:`mpimpy.devices`): weight slices become conductances, once per weight
-   (the device model's programming noise); a read at ``t_inference`` seconds after
-   programming sees the device model's conductances at that time (drift, relaxation);
+   (the device model's programming noise), stored as the weight's :mod:`mapping <mpimpy.mapping>`
+   says; the engine keeps the programmed state (:mod:`mpimpy.programmed`); a read at
+   ``t_inference`` seconds after programming sees the device model's conductances at that
+   time (drift, relaxation);
 4. **drive** (:mod:`mpimpy.peripherals`): input slices become DAC codes (word-line voltages);
-5. **read** (:mod:`mpimpy.crossbar`): every input slice meets every weight slice on every array,
-   ``I = V @ (G - G_ref)``, with read noise;
-6. **convert** (:mod:`mpimpy.peripherals`): each column current goes through the ADC (then,
-   with ``drift_compensation="global"``, each array's output is scaled by its drift gain);
-7. **shift-add and rescale**: slice pairs are weighted by powers of two (sign slices negative),
-   the bias of offset-binary weights is removed (``mapping="bias"``), row-blocks are summed
-   with their block scales. The ADC and the weighted sum over the slice pairs are one function,
+5. **read** (:class:`mpimpy.crossbar.ChunkReader`): every input slice meets every weight slice
+   on every array, ``I = V @ (G - G_ref)``, with read noise, chunk by chunk as
+   :mod:`mpimpy.execution` plans (chunks, read kernel, buffers);
+6. **convert** (:class:`mpimpy.peripherals.ChunkConverter`): each column current goes through
+   the ADC, its range fixed or calibrated on the currents it converts (then, with
+   ``drift_compensation="global"``, each array's output is scaled by its drift gain);
+7. **shift-add and rescale** (the same): slice pairs are weighted by powers of two (sign slices
+   negative), the mapping's bias is removed, row-blocks are summed with their block scales.
+   The ADC and the weighted sum over the slice pairs are one function,
    :func:`mpimpy.peripherals.convert_shift_add`, which ``compile=True`` runs as one compiled
    pass over each chunk's currents (:mod:`mpimpy.jit`).
 
-Every product also leaves its :class:`~mpimpy.schedule.Schedule` in ``engine.last_schedule``: the
-arrays, reads, conversions and word lines it used, read off the same tensors, and (when costs
-are estimated) the power its reads dissipated. :mod:`mpimpy.cost` turns that into energy,
+Every product also leaves its :class:`~mpimpy.schedule.Schedule` in ``engine.last_schedule``:
+the arrays, reads, conversions and word lines it used, read off the same tensors, and (when
+costs are estimated) the power its reads dissipated. :mod:`mpimpy.cost` turns that into energy,
 latency and area; with ``technology=`` the engine does so after every product
 (``engine.last_cost``).
 
@@ -54,16 +58,16 @@ from .devices import ProgrammedArrays, check_widths, level_weights, program
 from .execution import Workspace, plan_chunks, retained_buffer
 from .peripherals import (
     ChunkConverter,
+    adc_full_scale,
     convert_shift_add,
-    dac_full_scale,
-    dac_scale,
     drive,
     driven_shape,
-    read_slices,
+    input_weights,
+    shift_add_first,
 )
 from .programmed import ProgrammedWeight, Programs
 from .schedule import Schedule, product_schedule
-from .slicing import SlicedData, bit_slices, check_sign_slice, encoding_bias, slice_weights
+from .slicing import SlicedData, bit_slices, check_sign_slice, encoding_bias
 from .tiling import check_block_alignment, weight_sums
 
 #: ``DPETensor(...)``'s arguments: every setting, in the original's positional order
@@ -302,22 +306,11 @@ class DPETensor(OriginalEngineAttributes):
             if integer_matrix is not None:
                 integer_matrix = (integer_matrix[0][:, :k], integer_matrix[1])
 
-        # Shift-add weight of each input slice read and of each weight array, per code unit: the
-        # slice's power of two (negative for a two's complement sign slice) over the DAC codes
-        # or conductance levels one unit of that slice is written as.
-        driven = read_slices(x.slice_method, cfg.input_encoding)
-        x_weight = torch.tensor([w / c for w, c in zip(
-            slice_weights(x.slice_method, cfg.input_encoding),
-            dac_scale(x.slice_method, cfg.rdac, cfg.level_mapping), strict=True)],
-            dtype=torch.float64)[list(driven)]
-        dac_full = [dac_full_scale(x.slice_method, cfg.rdac)[i] for i in driven]
+        # shift-add weights per code unit of each input slice read and each array; the ADC's
+        # worst-case current per input slice
+        x_weight, dac_full = input_weights(x.slice_method, cfg)
         w_weight = level_weights(mat.slice_method, arrays, cfg)
-        # The ADC's worst-case current per input slice: every cell at HGS, every input at the
-        # DAC's full scale, in code units (levels above LGS; without a reference column the LGS
-        # current of every cell comes on top).
-        full_levels = (cfg.g_level - 1) + (cfg.LGS / cfg.level_step if mapping.holds_lgs
-                                           else 0.0)
-        full_scale = torch.tensor(dac_full, dtype=torch.float64) * (tile.rows * full_levels)
+        full_scale = adc_full_scale(dac_full, tile.rows, cfg)
         self.last_schedule = product_schedule(
             cfg, x.slice_method, mat.slice_method, arrays, codes, dac_full, fresh,
             drive_admittance[0] if measure_power else None)
@@ -332,18 +325,10 @@ class DPETensor(OriginalEngineAttributes):
             bias_per_column = weight_sums(q_w, tile.rows).mul_(
                 encoding_bias(x.slice_method, "offset_binary")).to(dtype)
 
-        if cfg.radc is None and cfg.read_noise == 0:
-            # The read is linear, so the shift-add commutes with it: add the slices up first and
-            # read each array once instead of once per slice pair.
-            codes = (codes * x_weight.to(codes)).sum(-1, keepdim=True)
-            tk, rows, _ = matrix.shape
-            if gain is not None:  # a digital gain per column commutes with the linear read
-                matrix, gain = matrix * gain[:, None, :], None
-            matrix = (matrix.view(tk, rows, len(w_weight), -1)
-                      * w_weight.to(matrix).view(1, 1, -1, 1)).sum(2)
-            x_weight, w_weight = torch.ones(1, dtype=torch.float64), torch.ones(
-                1, dtype=torch.float64)
-            integer_matrix = None  # weighted sums of levels
+        if cfg.radc is None and cfg.read_noise == 0:  # a linear read: shift-add first
+            codes, matrix, x_weight, w_weight = shift_add_first(codes, matrix, gain, x_weight,
+                                                                w_weight)
+            gain = integer_matrix = None  # in the matrix; its entries weighted sums of levels
 
         # stages 5-7 chunk by chunk: read (crossbar), convert and shift-add (peripherals)
         n_a = len(w_weight)
@@ -356,12 +341,15 @@ class DPETensor(OriginalEngineAttributes):
         workspace = Workspace(codes.dtype, self.device)
         compiled = self.compile and convert_shift_add.runs_compiled(self.device)
         converter = ChunkConverter(
-            cfg, codes, (x_weight.view(-1, 1) * w_weight.view(1, -1)).flatten(), full_scale,
-            n_a, n_cols, n_cols - arrays.unit_columns, arrays, plan, workspace, exact,
-            scale_x.to(dtype), scale_w.to(dtype), bias_per_vector, bias_per_column, gain,
-            self.calibration_elements, compiled, self.generator)
-        reader = ChunkReader(codes, matrix if not plan.int8_read else exact[0], noise_matrix,
-                             n_a, plan, workspace, cfg.read_noise, self.generator)
+            cfg, codes, pair_weight=(x_weight.view(-1, 1) * w_weight.view(1, -1)).flatten(),
+            full_scale=full_scale, n_a=n_a, n_cols=n_cols, n=n_cols - arrays.unit_columns,
+            arrays=arrays, plan=plan, workspace=workspace, exact=exact,
+            scale_x=scale_x.to(dtype), scale_w=scale_w.to(dtype),
+            bias_per_vector=bias_per_vector, bias_per_column=bias_per_column, gain=gain,
+            calibration_elements=self.calibration_elements, compiled=compiled,
+            generator=self.generator)
+        reader = ChunkReader(codes, exact[0] if plan.int8_read else matrix, noise_matrix, n_a,
+                             plan, workspace, cfg.read_noise, self.generator)
         y = torch.zeros(codes.shape[2], n_cols - arrays.unit_columns, dtype=codes.dtype,
                         device=self.device)
         for group in plan.groups:

@@ -11,7 +11,7 @@ import torch
 
 from .config import TileShape, level_scale
 from .jit import Compiled
-from .slicing import bit_slices
+from .slicing import bit_slices, slice_weights
 from .tiling import n_tiles, tile_inputs
 
 
@@ -135,6 +135,45 @@ def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileSh
                             out=None if scratch is None else scratch[:size].view(codes.shape))
         codes.mul_(noise.mul_(vnoise).add_(1))
     return (codes, sums) if return_sums else codes
+
+
+def input_weights(widths, cfg) -> tuple[torch.Tensor, list[int]]:
+    """Shift-add weight of each input slice read, per DAC code, float64 ``(n_x,)``: the
+    slice's power of two (negative for a two's complement sign slice) over the codes one unit
+    of that slice is driven as; and the DAC's full-scale code of each ``(n_x,)``."""
+    driven = read_slices(widths, cfg.input_encoding)
+    weights = torch.tensor([w / c for w, c in zip(
+        slice_weights(widths, cfg.input_encoding),
+        dac_scale(widths, cfg.rdac, cfg.level_mapping), strict=True)],
+        dtype=torch.float64)[list(driven)]
+    return weights, [dac_full_scale(widths, cfg.rdac)[i] for i in driven]
+
+
+def adc_full_scale(dac_full: list[int], rows: int, cfg) -> torch.Tensor:
+    """The ADC's worst-case current per input slice, float64 ``(n_x,)`` in code units: every
+    cell of ``rows`` at HGS, every input at the DAC's full scale ``dac_full`` (levels above
+    LGS; where a read holds every cell's LGS current, :attr:`mpimpy.mapping.Mapping.holds_lgs`,
+    that comes on top)."""
+    full_levels = (cfg.g_level - 1) + (cfg.LGS / cfg.level_step
+                                       if cfg.weight_mapping.holds_lgs else 0.0)
+    return torch.tensor(dac_full, dtype=torch.float64) * (rows * full_levels)
+
+
+def shift_add_first(codes: torch.Tensor, matrix: torch.Tensor, gain: torch.Tensor | None,
+                    x_weight: torch.Tensor, w_weight: torch.Tensor):
+    """Without an ADC and read noise the read is linear, so the shift-add commutes with it:
+    the input slices are added up first (codes ``(Tk, rows, M, n_x)`` -> ``(Tk, rows, M, 1)``)
+    and so are the arrays, with their drift gains ``(Tk, n_a * C)`` if any (read matrix
+    ``(Tk, rows, n_a * C)`` -> ``(Tk, rows, C)``): each array is read once instead of once per
+    slice pair. Returns the codes, the matrix and their shift-add weights (ones)."""
+    codes = (codes * x_weight.to(codes)).sum(-1, keepdim=True)
+    tk, rows, _ = matrix.shape
+    if gain is not None:  # a digital gain per column commutes with the linear read
+        matrix = matrix * gain[:, None, :]
+    matrix = (matrix.view(tk, rows, len(w_weight), -1)
+              * w_weight.to(matrix).view(1, 1, -1, 1)).sum(2)
+    ones = torch.ones(1, dtype=torch.float64)
+    return codes, matrix, ones, ones
 
 
 def adc_step(full_scale: torch.Tensor, radc: int, bipolar: bool) -> torch.Tensor:

@@ -73,6 +73,14 @@ class ProgrammedWeight:
         self.baseline: torch.Tensor | None = None
         self.read_out: ReadOut | None = None
 
+    def __getstate__(self):
+        # a weak reference does not pickle: the integers themselves do (shared with their
+        # operand when both are pickled together); what reads derive is derived again
+        return {**self.__dict__, "source": self.source(), "read_out": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, source=weakref.ref(state["source"]))
+
     def at(self, t: float) -> ReadOut:
         """The :class:`ReadOut` for reads ``t`` seconds after programming: kept while ``t``
         stays the same (for a device model that does not change with time, for good)."""
@@ -168,6 +176,14 @@ class Programs:
 
     def set(self, mat: SlicedData, programmed: ProgrammedWeight) -> None:
         self._by_operand[mat] = programmed
+
+    def __getstate__(self):
+        # the operands still held (strongly in the pickle: an operand pickled with its engine
+        # is held by the unpickled engine; one pickled alone is dropped again)
+        return [(mat, self.get(mat)) for mat in list(self._by_operand) if self.get(mat)]
+
+    def __setstate__(self, held):
+        self._by_operand = weakref.WeakKeyDictionary(held)
 
 
 __all__ = ["ProgrammedWeight", "Programs", "ReadOut"]
