@@ -3,10 +3,10 @@
 Every simulated product leaves a :class:`~mpimpy.schedule.Schedule` in
 ``engine.last_schedule``: how many input vectors drove how many arrays through how many word
 lines, input slices and converted columns, read off the engine's own tensors (the DAC codes it
-drove and the arrays it programmed), and,
-when asked, the power its reads dissipated, ``V^2 G`` summed over every cell (with wire
-resistance the power of the whole circuit, wires included). :func:`report` counts that schedule
-as hardware events and prices them with a :class:`Technology`::
+drove and the arrays it programmed), and, when asked, the power its reads dissipated, ``V^2 G``
+summed over every cell (with wire resistance the power of the whole circuit, wires included).
+:func:`report` counts that schedule as hardware events and prices them with a
+:class:`Technology` (this module reads the schedule, never the engine)::
 
     report = mpimpy.cost.estimate(engine, x, mat, technology="isaac-32nm")
     report.energy, report.latency, report.area, report.energy_per_mac, report.tops_per_watt

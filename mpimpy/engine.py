@@ -323,7 +323,7 @@ class DPETensor(OriginalEngineAttributes):
                 self._bias_levels(mat, w_weight)).to(dtype)
         if cfg.input_encoding == "offset_binary":
             bias_per_column = weight_sums(q_w, tile.rows).mul_(
-                encoding_bias(x.slice_method, "offset_binary")).to(dtype)
+                encoding_bias(x.slice_method, cfg.input_encoding)).to(dtype)
 
         if cfg.radc is None and cfg.read_noise == 0:  # a linear read: shift-add first
             codes, matrix, x_weight, w_weight = shift_add_first(codes, matrix, gain, x_weight,

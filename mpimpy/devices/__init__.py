@@ -162,7 +162,7 @@ def program(slices: torch.Tensor, widths, cfg: CrossbarConfig, tile: TileShape,
     if mapping.unit_column:
         # the bias is the offset-binary value of a zero weight, sliced like every weight
         bias = bit_slices(torch.zeros(1, 1, dtype=slices.dtype, device=slices.device), widths,
-                          "offset_binary")[list(index)].to(torch.float64)  # (n_a, 1, 1)
+                          mapping.weight_encoding)[list(index)].to(torch.float64)  # (n_a, 1, 1)
         values, columns = _with_unit_columns(values, bias, tile)
         tile = TileShape(tile.rows, tile.cols + 1)
         unit_columns = n_tiles(n, tile.cols - 1)
