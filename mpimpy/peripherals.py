@@ -329,6 +329,9 @@ class ChunkConverter:
                 self.saturates = not (self.bipolar or (float(codes.amin()) >= 0
                                                        and float(exact[0].amin()) >= 0))
         self.pair_weight = pair_weight.to(codes)
+        # the column block of every read column (C,), for one range per array
+        self.block_of = (arrays.columns // arrays.tile.cols).to(codes.device) \
+            if self.per_array else None
 
     def ranges(self, group, reader):
         """The ADC ranges of a group of chunks (:attr:`ChunkPlan.groups`) as keyword arguments
@@ -354,8 +357,7 @@ class ChunkConverter:
             # code c reads low + c * step, every one of the radc levels on [min, max]; per
             # read column of the group (Tk', n_x, n_a, C')
             step = adc_step(high - low, cfg.radc, False)
-            block_of = self._block_of()
-            low_c, step_c = (v.index_select(-1, block_of[cs]).to(pair_weight)
+            low_c, step_c = (v.index_select(-1, self.block_of[cs]).to(pair_weight)
                              for v in (low, step))
             lows = low_c
             if self.gain is not None:  # the drift gain scales what the ADC read, offset too
@@ -375,10 +377,6 @@ class ChunkConverter:
             ranges["pair_step"] = pair_step.to(pair_weight).view(1, 1, n_x, n_a, 1)
         return ranges, kept
 
-    def _block_of(self):
-        """The column block of every read column ``(C,)``."""
-        return (self.arrays.columns // self.arrays.tile.cols).to(self.pair_weight.device)
-
     def _calibrate(self, group, reader):
         """[min, max] of the group's currents: per (row-block, slice pair, column block)
         ``(Tk', n_x, n_a, Tn)`` for per-array ranges, else per slice pair ``(n_x, n_a)``;
@@ -391,7 +389,7 @@ class ChunkConverter:
         shape = (t, n_x, n_a, tn) if self.per_array else (n_x, n_a)
         low = torch.full(shape, torch.inf, dtype=torch.float64, device=device)
         high = torch.full(shape, -torch.inf, dtype=torch.float64, device=device)
-        block_of = self._block_of() if self.per_array else None
+        block_of = self.block_of
         size = sum((c[0].stop - c[0].start) * (c[1].stop - c[1].start)
                    for c in group) * n_x * n_a * cw
         # (an int8 read costs less than keeping its currents out of cache: read again)
