@@ -108,7 +108,8 @@ def _slicing_problems(values: dict[str, Any], config):
             def weights(name=name):
                 widths = parse_slice_method(values[name], name)
                 if config is not None:
-                    check_widths(widths, config.g_level, name, config.mapping == "diffpair")
+                    check_widths(widths, config.g_level, name,
+                                 skip_sign=not config.weight_mapping.sign_array)
 
             check(name, weights)
     if values.get("bw_e") is not None:
