@@ -85,7 +85,7 @@ def product_over_time(x_data: torch.Tensor, w_data: torch.Tensor, times: Iterabl
             reference = ideal.to(engine.device)
             for t in times:
                 y = engine.at_time(t)(x, mat).double()
-                row = {"seed": seed, "t_inference": t, **all_metrics(y, reference)}
+                row = {"seed": seed, "t_inference": t, **all_metrics(reference, y)}
                 row["gain"] = float((y * reference).sum() / (reference * reference).sum())
                 rows.append(row)
                 bar.update()
