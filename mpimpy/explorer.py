@@ -5,9 +5,14 @@ Two layers, so the logic can be tested without a browser:
 * :func:`simulate` takes plain settings (:class:`ExplorerSettings`), runs one simulated product
   on random data and returns the results and metrics: no widgets involved.
 * :class:`Explorer` wraps it in ipywidgets for JupyterLab (``notebooks/explorer.ipynb``):
-  controls for every setting, three figures redrawn after each change (debounced, so dragging
-  a slider does not queue dozens of runs) and a button that logs the current configuration and
-  its figures to MLflow, as a run named after the settings that differ from the defaults.
+  controls for the settings a slider or a menu can set, three figures redrawn after each
+  change (debounced, so dragging a slider does not queue dozens of runs) and a button that
+  logs the current configuration and its figures to MLflow, as a run named after the settings
+  that differ from the defaults.
+
+The hardware settings are :class:`~mpimpy.config.CrossbarConfig`'s (names, types, defaults and
+ranges declared there once); the explorer adds only its own: the operands' format and sizes,
+its widgets' limits and the defaults it changes (:data:`EXPLORER_DEFAULTS`).
 
 An update takes well under a second from input to redraw on a laptop CPU: sizes are capped
 (:data:`LIMITS`), the three figures are made once and only their data change
@@ -20,13 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import Field, asdict, dataclass, field, fields, make_dataclass, replace
 
 import numpy as np
 import torch
 
 from . import tracking
-from .config import ADC_RANGE_MODES, INPUT_ENCODINGS, MAPPINGS
+from .config import ADC_RANGE_MODES, DEFAULT_VAR, INPUT_ENCODINGS, MAPPINGS, CrossbarConfig
 from .engine import DPETensor
 from .metrics import all_metrics
 from .slicing import SlicedData, parse_slice_method
@@ -40,29 +45,59 @@ CONVERTER_LEVELS = tuple(2**bits for bits in range(1, 17))
 MAX_SCATTER_POINTS = 8192
 
 
+#: The explorer's hardware defaults where they differ from :class:`CrossbarConfig`'s (every
+#: other hardware default is CrossbarConfig's, and so are every setting's name and type):
+EXPLORER_DEFAULTS = {
+    # CrossbarConfig's None means "the device model's own variation", 0.05 for the lognormal
+    # model: the slider needs that number
+    "var": DEFAULT_VAR,
+    # the worst-case range leaves most ADC levels unused on random data, so every figure would
+    # show ADC rounding first; calibrated, each slider's own effect shows
+    "adc_range": "calibrated",
+}
+#: The hardware settings, in :class:`CrossbarConfig`'s order (all of them are settings of the
+#: explorer; its widgets set those a slider or a menu can, the others keep their value).
+HARDWARE = tuple(f.name for f in fields(CrossbarConfig))
+
+
+def _hardware_field(setting: Field):
+    """A CrossbarConfig field as an explorer field: its name, type, default (or
+    :data:`EXPLORER_DEFAULTS`') and metadata."""
+    if setting.name in EXPLORER_DEFAULTS:
+        return field(default=EXPLORER_DEFAULTS[setting.name], metadata=setting.metadata)
+    return field(default=setting.default, default_factory=setting.default_factory,
+                 metadata=setting.metadata)
+
+
 @dataclass(frozen=True)
-class ExplorerSettings:
-    """Everything one explorer update simulates. Units and ranges as in
-    :class:`mpimpy.config.CrossbarConfig`; ``m, k, n``: x is (m, k), W is (k, n)."""
+class _Format:
+    """The operands' format, as the explorer's text boxes hold it."""
 
     fmt: str = "INT"
     x_slice: str = "1,1,2,4"
     w_slice: str = "1,1,2,4"
     bw_e: int = 8
-    HGS: float = 1e-5
-    LGS: float = 1e-7
-    g_level: int = 16
-    var: float = 0.05
-    read_noise: float = 0.0
-    vnoise: float = 0.0
-    stuck_fault_ratio: float = 0.0
-    stuck_fault_value: int = 0
-    rdac: int | None = 16  # DAC levels (16: 4 bits); None: an ideal DAC
-    radc: int | None = 256  # ADC levels (256: 8 bits); None: an ideal ADC
-    adc_range: str = "calibrated"
-    mapping: str = "offset"
-    input_encoding: str = "twos_complement"
-    wire_resistance: float = 0.0
+
+
+_Hardware = make_dataclass(
+    "_Hardware", [(f.name, f.type, _hardware_field(f)) for f in fields(CrossbarConfig)],
+    frozen=True, namespace={"__module__": __name__})
+
+
+# A dataclass's fields follow its bases in reverse order (_Format's, then _Hardware's), then its
+# own: the order a run's name lists the changed settings in.
+@dataclass(frozen=True)
+class ExplorerSettings(_Hardware, _Format):
+    """Everything one explorer update simulates.
+
+    Fields, in this order: ``fmt``, ``x_slice``, ``w_slice`` (comma-separated widths),
+    ``bw_e``; every :class:`~mpimpy.config.CrossbarConfig` setting (:data:`HARDWARE`) with its
+    name, type, unit and range, and its default but for :data:`EXPLORER_DEFAULTS`;
+    ``array_size`` (rows = cols of an array); ``m, k, n``: x is (m, k), W is (k, n); ``seed``.
+    Checked at construction: the explorer's own limits (:data:`LIMITS`,
+    :data:`CONVERTER_LEVELS`), then the hardware by CrossbarConfig, errors naming the field.
+    """
+
     array_size: int = 64
     m: int = 128
     k: int = 256
@@ -81,15 +116,15 @@ class ExplorerSettings:
             if levels is not None and levels not in CONVERTER_LEVELS:
                 raise ValueError(f"{name} must be one of {CONVERTER_LEVELS} levels (2**1 .. "
                                  f"2**16) or None (ideal) in the explorer, got {levels!r}")
+        CrossbarConfig(**self.hardware())
+
+    def hardware(self) -> dict:
+        """The :class:`CrossbarConfig` settings, by name."""
+        return {name: getattr(self, name) for name in HARDWARE}
 
     def engine_kwargs(self) -> dict:
-        return dict(HGS=self.HGS, LGS=self.LGS, g_level=self.g_level, var=self.var,
-                    read_noise=self.read_noise, vnoise=self.vnoise,
-                    stuck_fault_ratio=self.stuck_fault_ratio,
-                    stuck_fault_value=self.stuck_fault_value, rdac=self.rdac, radc=self.radc,
-                    adc_range=self.adc_range, mapping=self.mapping,
-                    input_encoding=self.input_encoding,
-                    wire_resistance=self.wire_resistance, seed=self.seed)
+        """The :class:`~mpimpy.engine.DPETensor` arguments: the hardware and the seed."""
+        return {**self.hardware(), "seed": self.seed}
 
     def changed(self) -> dict:
         """The settings that differ from the defaults, in field order (a run's name)."""
@@ -281,7 +316,8 @@ def summary(result: ExplorerResult) -> str:
 
 def _levels_options(name: str) -> list:
     """Dropdown options of a converter: ideal, then 2 .. 65536 levels with their bits."""
-    return [(f"ideal {name}", None)] + [(f"{2**b} ({b} bit)", 2**b) for b in range(1, 17)]
+    return [(f"ideal {name}", None)] + [(f"{levels} ({levels.bit_length() - 1} bit)", levels)
+                                        for levels in CONVERTER_LEVELS]
 
 
 #: CSS of the explorer (an HTML widget carries it): out-of-date figures are faded.
@@ -293,9 +329,10 @@ class Explorer:
     """ipywidgets front end of :func:`simulate`.
 
     ``Explorer(debounce_s=0.2)``; display it with ``explorer.widget``. With ``debounce_s=0``
-    every change re-simulates at once (what tests use). ``controls`` maps each setting name to
-    its widget; ``status`` holds the RE/SNR line, or the error while the settings are invalid
-    (``error``; the figures are then marked out of date and logging is refused);
+    every change re-simulates at once (what tests use). ``controls`` maps each setting it
+    offers to its widget (the others keep the values of ``settings``); ``status`` holds the
+    RE/SNR line, or the error while the settings are invalid (``error``; the figures are then
+    marked out of date and logging is refused);
     ``log_button`` logs the current run. ``timings`` holds the last update's seconds:
     ``simulate``, ``draw`` (the figures whose data changed) and ``total``.
     """

@@ -65,9 +65,14 @@ def test_top_k_overlap_and_relative_error():
     with pytest.raises(ValueError, match="k must be"):
         apps.top_k_overlap(a, a, 6)
     x = np.array([[3.0, 4.0], [1.0, 0.0]])
-    assert apps.relative_error(x * 1.1, x) == pytest.approx(0.1)
-    np.testing.assert_allclose(apps.relative_error(x + [[0, 0.5], [0, 0.1]], x, axis=1),
-                               [0.1, 0.1])
+    # apps.relative_error(x, reference): the measured first, and a warning naming RE's order
+    with pytest.deprecated_call(match=r"RE\(reference, measured"):
+        assert apps.relative_error(x * 1.1, x) == pytest.approx(0.1)
+    with pytest.deprecated_call():
+        np.testing.assert_allclose(apps.relative_error(x + [[0, 0.5], [0, 0.1]], x, axis=1),
+                                   [0.1, 0.1])
+    assert apps.metrics.RE(x, x * 1.1) == apps.metrics.RE(x, x * 1.1, nonfinite="propagate")
+    np.testing.assert_allclose(apps.metrics.RE(x, x + [[0, 0.5], [0, 0.1]], axis=1), [0.1, 0.1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +184,7 @@ def test_crossbar_dct_error_grows_with_variation():
             mm = apps.CrossbarMatmul(dct.dct_operator(8), paral_size=(8, 8), seed=seed,
                                      var=var, vnoise=0.0, rdac=None, radc=None)
             got = dct.compress_image(image, keep=10, dct_matmul=mm)
-            runs.append(apps.relative_error(got.coefficients, exact.coefficients))
+            runs.append(apps.metrics.RE(exact.coefficients, got.coefficients))
             assert mm.calls == 2  # two passes through the same programmed matrix
         errors[var] = np.mean(runs)
     assert errors[0.0] < 0.02 < errors[0.05] < errors[0.2]

@@ -1,10 +1,12 @@
 """The explorer's widgets, driven from Python: no browser needed."""
 
 import re
+from dataclasses import fields
 
 import pytest
 
-from mpimpy.explorer import Explorer, ExplorerSettings, simulate
+from mpimpy.config import CrossbarConfig
+from mpimpy.explorer import EXPLORER_DEFAULTS, HARDWARE, Explorer, ExplorerSettings, simulate
 
 SMALL = ExplorerSettings(m=32, k=96, n=24, array_size=32)
 
@@ -69,6 +71,21 @@ def test_log_button_records_a_run_named_after_its_settings(store):
 def test_settings_outside_the_explorer_limits(field, value):
     with pytest.raises(ValueError, match=field):
         ExplorerSettings(**{field: value})
+
+
+def test_hardware_settings_are_crossbar_configs():
+    """Every hardware setting is CrossbarConfig's (name, default), checked at construction."""
+    defaults = ExplorerSettings()
+    assert HARDWARE == tuple(f.name for f in fields(CrossbarConfig))
+    assert set(EXPLORER_DEFAULTS) <= set(HARDWARE)
+    for setting in fields(CrossbarConfig):
+        expected = EXPLORER_DEFAULTS.get(setting.name, setting.default)
+        assert getattr(defaults, setting.name) == expected, setting.name
+    assert defaults.engine_kwargs() == {**defaults.hardware(), "seed": 0}
+    with pytest.raises(ValueError, match="HGS"):
+        ExplorerSettings(HGS=1e-8)
+    with pytest.raises(ValueError, match="stuck_fault_ratio"):
+        ExplorerSettings(stuck_fault_ratio=2.0)
 
 
 def test_invalid_settings_mark_the_figures_stale_and_refuse_to_log(store):

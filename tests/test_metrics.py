@@ -54,3 +54,36 @@ def test_bad_inputs_name_the_argument():
         RE(np.ones(3), np.array([1.0, np.nan, 1.0]))
     with pytest.raises(ValueError, match="same shape"):
         SNR(np.ones(3), np.ones(4))
+
+
+def test_re_along_an_axis_and_through_a_diverged_simulation():
+    ytest = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0]])
+    ypred = ytest + [[0.0, 0.5], [0.0, 0.1], [0.0, 0.0]]
+    np.testing.assert_allclose(RE(ytest, ypred, axis=1), [0.1, 0.1, 0.0])
+    assert RE(ytest, ypred, axis=(0, 1)) == pytest.approx(RE(ytest, ypred))
+    diverged = np.array([[3.0, np.inf], [1.0, np.nan], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="ypred contains NaN or Inf"):
+        RE(ytest, diverged, axis=1)
+    errors = RE(ytest, diverged, axis=1, nonfinite="propagate")
+    assert errors[0] == math.inf and math.isnan(errors[1]) and errors[2] == math.inf
+    with pytest.raises(ValueError, match="nonfinite must be one of"):
+        RE(ytest, ypred, nonfinite="omit")
+
+
+def test_one_module_one_order():
+    from mpimpy import apps, metrics
+
+    assert apps.metrics is metrics
+    assert (apps.psnr, apps.kendall_tau, apps.top_k_overlap) == (
+        metrics.psnr, metrics.kendall_tau, metrics.top_k_overlap)
+    rng = np.random.default_rng(1)
+    reference = rng.uniform(size=30)
+    measured = reference + 0.05 * rng.normal(size=30)
+    # the application metrics are symmetric: no order can give a wrong answer
+    assert metrics.psnr(reference, measured) == metrics.psnr(measured, reference)
+    assert metrics.kendall_tau(reference, measured) == metrics.kendall_tau(measured, reference)
+    assert metrics.top_k_overlap(reference, measured, 5) == metrics.top_k_overlap(
+        measured, reference, 5)
+    # relative_error, the measured first, is RE with the reference first, and says so
+    with pytest.warns(DeprecationWarning, match=r"RE\(reference, measured"):
+        assert metrics.relative_error(measured, reference) == RE(reference, measured)

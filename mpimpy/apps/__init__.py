@@ -9,13 +9,16 @@ Each algorithm takes a *matmul*, a callable ``matmul(x) -> x @ W`` for its fixed
 * :mod:`~mpimpy.apps.heat`: the 2-D heat equation by explicit finite differences (Zidan et al.,
   Nature Electronics 2018);
 * :mod:`~mpimpy.apps.pagerank`: PageRank by power iteration;
-* :mod:`~mpimpy.apps.metrics`: PSNR, Kendall's tau, top-k overlap, relative error;
+* ``metrics``: :mod:`mpimpy.metrics`, the one metrics module (PSNR, Kendall's tau, top-k
+  overlap, relative error ``RE``, ...; the reference first in every one);
 * :mod:`~mpimpy.apps.track`: logging a run's answer, metric histories and figures.
 """
 
-from . import dct, heat, metrics, pagerank, track
+from mpimpy import metrics
+from mpimpy.metrics import kendall_tau, psnr, relative_error, top_k_overlap
+
+from . import dct, heat, pagerank, track
 from .matmul import FORMATS, CrossbarMatmul, IdealMatmul, make_matmul
-from .metrics import kendall_tau, psnr, relative_error, top_k_overlap
 
 __all__ = [
     "FORMATS",

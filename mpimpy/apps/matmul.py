@@ -51,7 +51,22 @@ def _check_input(x, k: int):
                          f"have K = {k} elements")
 
 
-class IdealMatmul:
+class _FixedOperator:
+    """What every matmul here holds: the operator ``w`` ``(K, N)`` (float64 torch tensor), and
+    ``calls`` and ``sim_time_s``, the products computed and the seconds spent in them."""
+
+    def __init__(self, w):
+        self.w = _as_matrix(w)
+        self.calls = 0
+        self.sim_time_s = 0.0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(K, N)`` of the operator."""
+        return tuple(self.w.shape)
+
+
+class IdealMatmul(_FixedOperator):
     """``x @ W`` in float64: the reference every simulated answer is compared with.
 
     Attributes:
@@ -63,15 +78,8 @@ class IdealMatmul:
     fmt = "ideal"
 
     def __init__(self, w):
-        self.w = _as_matrix(w)
+        super().__init__(w)
         self._w_numpy = self.w.numpy()
-        self.calls = 0
-        self.sim_time_s = 0.0
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(K, N)`` of the operator."""
-        return tuple(self.w.shape)
 
     def __call__(self, x):
         _check_input(x, self.shape[0])
@@ -92,7 +100,7 @@ class IdealMatmul:
         return f"IdealMatmul(shape={self.shape})"
 
 
-class CrossbarMatmul:
+class CrossbarMatmul(_FixedOperator):
     """``x @ W`` on simulated memristor crossbars, ``W`` programmed once.
 
     Args:
@@ -126,7 +134,7 @@ class CrossbarMatmul:
         if engine is not None and engine_kwargs:
             raise TypeError(f"pass either engine or engine settings, not both (got engine and "
                             f"{sorted(engine_kwargs)})")
-        self.w = _as_matrix(w)
+        super().__init__(w)
         self.fmt = fmt
         self.bw_e = bw_e if fmt == "FP" else None
         self.x_slice = list(x_slice)
@@ -140,13 +148,6 @@ class CrossbarMatmul:
         self.mat.slice_data_imp(self.engine, self.w.to(self.engine.device))
         self.engine.program(self.mat)
         self.x: SlicedData | None = None
-        self.calls = 0
-        self.sim_time_s = 0.0
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(K, N)`` of the operator."""
-        return tuple(self.w.shape)
 
     @property
     def w_quantized(self) -> torch.Tensor:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mpimpy.metrics import kendall_tau, top_k_overlap
+
 from .matmul import resolve
-from .metrics import kendall_tau, top_k_overlap
 
 
 def transition_matrix(graph, weight: str | None = "weight", nodelist=None):
@@ -98,8 +99,8 @@ def rank_agreement(ranks, reference, k: int = 10) -> dict[str, float]:
     ranks, reference = np.asarray(ranks, float), np.asarray(reference, float)
     k = min(k, ranks.size)
     return {
-        "kendall_tau": kendall_tau(ranks, reference),
-        f"top{k}_overlap": top_k_overlap(ranks, reference, k),
+        "kendall_tau": kendall_tau(reference, ranks),
+        f"top{k}_overlap": top_k_overlap(reference, ranks, k),
         "rank_l1_error": float(np.abs(ranks - reference).sum() / np.abs(reference).sum()),
         "same_top_node": float(np.argmax(ranks) == np.argmax(reference)),
     }
