@@ -3,7 +3,7 @@
 The case of issue 17: x (20000, 2048) @ W (2048, 2048), INT8 [1, 1, 2, 4] slices, 64 x 64 arrays,
 an 8-bit ADC, var 0.05, float32. A row-block's currents of every vector (655 M values) are far
 more than a chunk, so the calibrated range reads them column block by column block, slice pair
-by slice pair (``mpimpy.engine.PAIR_MAJOR_CURRENTS``), each block once. Each configuration runs
+by slice pair (``mpimpy.execution.PAIR_MAJOR_CURRENTS``), each block once. Each configuration runs
 in a fresh subprocess, so its peak resident memory (max RSS) is its own; chunk buffers are
 reused, so the peak is the operands (the inputs' DAC codes, 655 MB here, the largest) plus a
 few chunks, whatever the number of chunks (target <= 3 GB). The weights are programmed before

@@ -9,6 +9,21 @@ The public API::
 ``dot`` programs its right operand anew on every call; :class:`CrossbarMatmul` programs a
 matrix once and multiplies every input by the same arrays (``mpimpy.apps.CrossbarMatmul``).
 
+Where the simulator lives (the engine's stages in the order a product calls them):
+
+* ``config``: every hardware setting (:class:`CrossbarConfig`) and the engine's run-time
+  options (``EngineOptions``), declared once with unit, default and range; ``validation``:
+  the checks they share;
+* ``engine``: :class:`DPETensor`, the product as the list of its stages: ``slicing``
+  (quantize, slice), ``tiling`` (row-blocks), ``devices`` (program, device models, drift
+  compensation) with ``mapping`` (offset, diffpair, bias: one class each), ``peripherals``
+  (DAC drive; ADC ranges, conversion and shift-add), ``crossbar`` (reads, the wire solver);
+* ``programmed``: the programmed state of a weight, owned by the engine; ``execution``: chunk
+  plan, read kernel, buffer pool; ``jit``: compiled passes;
+* ``schedule``: what a product did; ``cost``: what it costs; ``isaac``: ISAAC-CE as a workload;
+* ``compat``: what exists only for code written for the original mPimPy (and where the rest
+  of the original's names live); ``api``: ``dot``; ``nn``: layers; ``drift``: accuracy over time.
+
 The names are imported on first use (PEP 562), so that ``import mpimpy.cli`` or
 ``mpimpy.tracking`` does not pay for torch: the ``mpimpy`` command answers ``--help`` at once.
 """
@@ -24,7 +39,7 @@ _EXPORTS = {
     "CrossbarConfig": ".config",
     "TileShape": ".config",
     "DPETensor": ".engine",
-    "release_buffers": ".engine",
+    "release_buffers": ".execution",
     "ABSE": ".metrics",
     "RE": ".metrics",
     "SNR": ".metrics",

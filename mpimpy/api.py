@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .config import CrossbarConfig
 from .engine import DPETensor
 from .slicing import SlicedData, parse_slice_method
 
 #: The chip ``mpimpy.dot`` simulates unless told otherwise: a realistic one that a user replacing
-#: ``np.dot`` can trust for a first answer. (:class:`~mpimpy.engine.DPETensor` keeps the
-#: original mPimPy's defaults, for code written for it.)
-DOT_DEFAULTS = dict(
+#: ``np.dot`` can trust for a first answer: the hardware settings it sets over the defaults
+#: of :class:`~mpimpy.config.CrossbarConfig`, checked there (:class:`~mpimpy.engine.DPETensor`
+#: keeps the original mPimPy's defaults, for code written for it).
+DOT_DEFAULTS = CrossbarConfig.overrides(
     var=0.05,  # 5 % lognormal programming spread: RRAM after write-verify
     mapping="diffpair",  # signed weights on G+/G- pairs: no cancelling two's complement slices
     input_encoding="sign_magnitude",  # signed inputs as +-V: no sign slice to read

@@ -8,17 +8,22 @@ study file with a typo fails before anything runs.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import numbers
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 import torch
 
-MAPPINGS = ("offset", "diffpair", "bias")
+from .mapping import MAPPINGS as MAPPING_CLASSES
+from .mapping import Mapping, resolve_mapping
+from .validation import check_int, check_real
+
+#: The weight mappings' names (:data:`mpimpy.mapping.MAPPINGS`).
+MAPPINGS = tuple(MAPPING_CLASSES)
 #: How each mapping cuts its weights into slices (see :data:`mpimpy.slicing.ENCODINGS`).
-WEIGHT_ENCODINGS = {"offset": "twos_complement", "diffpair": "sign_magnitude",
-                    "bias": "offset_binary"}
+WEIGHT_ENCODINGS = {name: m.weight_encoding for name, m in MAPPING_CLASSES.items()}
 
 
 def resolve_device(device) -> torch.device:
@@ -39,6 +44,19 @@ DEFAULT_VAR = 0.05
 LEVEL_MAPPINGS = ("integer", "spread")
 
 
+def setting(default, unit: str, valid) -> dataclasses.Field:
+    """A dataclass field declaring a setting: its default, its unit (``""`` for none) and its
+    allowed values (a description, or a tuple of the choices), in the field's ``metadata``
+    (``dataclasses.fields(CrossbarConfig)`` lists them; :func:`describe` formats them)."""
+    return dataclasses.field(default=default, metadata={"unit": unit, "valid": valid})
+
+
+def describe(settings_class) -> dict[str, dict]:
+    """Every setting of a settings dataclass (:class:`CrossbarConfig`, :class:`EngineOptions`):
+    name -> ``{"default", "unit", "valid"}``."""
+    return {f.name: {"default": f.default, **f.metadata} for f in fields(settings_class)}
+
+
 def level_scale(width: int, levels: int, level_mapping: str) -> float:
     """Levels (or DAC codes) per unit of a ``width``-bit slice value on a device (or DAC) of
     ``levels`` levels: a value ``v`` is written to level ``round(v * level_scale)``.
@@ -55,32 +73,11 @@ def level_scale(width: int, levels: int, level_mapping: str) -> float:
     return (levels - 1) / top
 
 
-def _check_real(name, value, low=None, high=None, low_open=False, high_open=False):
-    """Raise a clear error unless ``value`` is a finite real number inside the given range."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        bound = f"> {low}" if low_open else f">= {low}"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    if high is not None and (value >= high if high_open else value > high):
-        bound = f"< {high}" if high_open else f"<= {high}"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    if value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 def validate_time(t, name: str = "t_inference") -> float:
     """A time after programming in seconds: a finite real number >= 0, as a float."""
     if isinstance(t, torch.Tensor) and t.numel() == 1:
         t = t.item()
-    _check_real(f"{name} (seconds after programming)", t, low=0.0)
+    check_real(f"{name} (seconds after programming)", t, low=0.0)
     return float(t)
 
 
@@ -241,25 +238,26 @@ class CrossbarConfig:
             (``adc_range="calibrated"`` follows the dropped currents instead).
     """
 
-    HGS: float = 1e-5
-    LGS: float = 1e-7
-    g_level: int = 16
-    level_mapping: str = "integer"
-    var: float | None = None
-    read_noise: float = 0.0
-    vnoise: float = 0.0
-    stuck_fault_ratio: float = 0.0
-    stuck_fault_value: int = 0
-    rdac: int | None = 2**4
-    radc: int | None = 2**8
-    adc_range: str | float = "full"
-    vread: float = 0.1
-    mapping: str = "offset"
-    input_encoding: str = "twos_complement"
-    unit_column: bool = False
-    wire_resistance: float | tuple[float, float] = 0.0
-    device_model: object = "lognormal"
-    drift_compensation: str = "none"
+    HGS: float = setting(1e-5, "S", "> LGS")
+    LGS: float = setting(1e-7, "S", "> 0")
+    g_level: int = setting(16, "levels", "integer >= 2")
+    level_mapping: str = setting("integer", "", LEVEL_MAPPINGS)
+    var: float | None = setting(None, "log-std", ">= 0 (lognormal only); None: the model's")
+    read_noise: float = setting(0.0, "relative std", ">= 0")
+    vnoise: float = setting(0.0, "relative std", ">= 0")
+    stuck_fault_ratio: float = setting(0.0, "fraction of cells", "[0, 1]")
+    stuck_fault_value: int = setting(0, "", (0, 1))
+    rdac: int | None = setting(2**4, "levels", "integer >= 2, or None (ideal)")
+    radc: int | None = setting(2**8, "levels", "integer >= 2 (>= 3 bipolar), or None (ideal)")
+    adc_range: str | float = setting("full", "", ADC_RANGE_MODES + ("float in (0, 1]",))
+    vread: float = setting(0.1, "V", "> 0")
+    mapping: str = setting("offset", "", MAPPINGS)
+    input_encoding: str = setting("twos_complement", "", INPUT_ENCODINGS)
+    unit_column: bool = setting(False, "", "bool, True only with mapping='bias'")
+    wire_resistance: float | tuple[float, float] = setting(0.0, "ohm", ">= 0, or (r_row, r_col)")
+    device_model: object = setting("lognormal", "", "a name in mpimpy.devices.models."
+                                   "DEVICE_MODELS, a dict of parameters or a DeviceModel")
+    drift_compensation: str = setting("none", "", DRIFT_COMPENSATIONS)
 
     def __post_init__(self):
         from .devices.models import resolve_device_model  # the devices package imports config
@@ -276,36 +274,30 @@ class CrossbarConfig:
         if self.drift_compensation not in DRIFT_COMPENSATIONS:
             raise ValueError(f"drift_compensation must be one of {DRIFT_COMPENSATIONS}, got "
                              f"{self.drift_compensation!r}")
-        _check_real("LGS", self.LGS, low=0.0, low_open=True)
-        _check_real("HGS", self.HGS, low=0.0, low_open=True)
+        check_real("LGS", self.LGS, low=0.0, low_open=True)
+        check_real("HGS", self.HGS, low=0.0, low_open=True)
         if self.HGS <= self.LGS:
             raise ValueError(f"HGS must be > LGS, got HGS={self.HGS!r} and LGS={self.LGS!r}")
-        _check_int("g_level", self.g_level, 2)
+        check_int("g_level", self.g_level, 2)
         if self.level_mapping not in LEVEL_MAPPINGS:
             raise ValueError(f"level_mapping must be one of {LEVEL_MAPPINGS}, got "
                              f"{self.level_mapping!r}")
         for name in ("var", "read_noise", "vnoise"):
-            _check_real(name, getattr(self, name), low=0.0)
-        _check_real("stuck_fault_ratio", self.stuck_fault_ratio, low=0.0, high=1.0)
+            check_real(name, getattr(self, name), low=0.0)
+        check_real("stuck_fault_ratio", self.stuck_fault_ratio, low=0.0, high=1.0)
         if self.stuck_fault_value not in (0, 1) or isinstance(self.stuck_fault_value, bool):
             raise ValueError(
                 f"stuck_fault_value must be 0 (stuck at LGS) or 1 (stuck at HGS), "
                 f"got {self.stuck_fault_value!r}"
             )
-        if self.mapping not in MAPPINGS:
-            raise ValueError(f"mapping must be one of {MAPPINGS}, got {self.mapping!r}")
-        if not isinstance(self.unit_column, bool):
-            raise TypeError(f"unit_column must be True or False, got {self.unit_column!r}")
-        if self.unit_column and self.mapping != "bias":
-            raise ValueError(f"unit_column=True needs mapping='bias' (the unit column removes "
-                             f"the bias of offset-binary weights), got mapping={self.mapping!r}")
+        resolve_mapping(self.mapping, self.unit_column)
         if self.input_encoding not in INPUT_ENCODINGS:
             raise ValueError(f"input_encoding must be one of {INPUT_ENCODINGS}, got "
                              f"{self.input_encoding!r}")
         if self.rdac is not None:
-            _check_int("rdac", self.rdac, 2)
+            check_int("rdac", self.rdac, 2)
         if self.radc is not None:
-            _check_int("radc", self.radc, 3 if self.bipolar_adc else 2)
+            check_int("radc", self.radc, 3 if self.bipolar_adc else 2)
         if isinstance(self.adc_range, str):
             if self.adc_range not in ADC_RANGE_MODES:
                 raise ValueError(
@@ -313,8 +305,8 @@ class CrossbarConfig:
                     f"got {self.adc_range!r}"
                 )
         else:
-            _check_real("adc_range", self.adc_range, low=0.0, high=1.0, low_open=True)
-        _check_real("vread", self.vread, low=0.0, low_open=True)
+            check_real("adc_range", self.adc_range, low=0.0, high=1.0, low_open=True)
+        check_real("vread", self.vread, low=0.0, low_open=True)
         r_row, r_col = parse_wire_resistance(self.wire_resistance)
         # one number, or a pair when the word and bit lines differ
         object.__setattr__(self, "wire_resistance", r_row if r_row == r_col else (r_row, r_col))
@@ -324,23 +316,122 @@ class CrossbarConfig:
     def bipolar_adc(self) -> bool:
         """Whether column currents take both signs (a differential pair, or inputs driven with
         both polarities), so the ADC converts both."""
-        return self.mapping == "diffpair" or self.input_encoding == "sign_magnitude"
+        return self.weight_mapping.bipolar or self.input_encoding == "sign_magnitude"
+
+    @cached_property
+    def weight_mapping(self) -> Mapping:
+        """The :class:`~mpimpy.mapping.Mapping` object of ``mapping`` (and ``unit_column``)."""
+        return resolve_mapping(self.mapping, self.unit_column)
 
     @property
     def weight_encoding(self) -> str:
         """How the weights are cut into slices (:data:`mpimpy.slicing.ENCODINGS`)."""
-        return WEIGHT_ENCODINGS[self.mapping]
+        return self.weight_mapping.weight_encoding
 
     @property
     def level_step(self) -> float:
         """Conductance between two adjacent programmable levels, in siemens."""
         return (self.HGS - self.LGS) / (self.g_level - 1)
 
+    @classmethod
+    def overrides(cls, **settings) -> dict:
+        """``settings`` (keyword arguments of this class, or of ``DPETensor``) as a dict, once
+        checked: a name that is no hardware setting, or a value out of its range, raises
+        here, where the overrides are declared."""
+        cls(**settings)
+        return settings
+
     def as_dict(self) -> dict:
         """All settings as a flat dict (for logging; ``CrossbarConfig(**as_dict())`` rebuilds
         it). ``device_model`` is the model object, whose ``str`` is its name (and changed
         parameters); :meth:`~mpimpy.devices.models.DeviceModel.log_params` flattens it."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+#: How an engine reads its arrays (see :class:`EngineOptions`).
+READ_KERNELS = ("auto", "float")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """The run-time options of an engine (:class:`~mpimpy.engine.DPETensor`): how it
+    simulates, not what hardware. Validated here (``t_inference`` made a float, ``device``
+    resolved by :func:`resolve_device`); ``technology`` is resolved by
+    :func:`mpimpy.cost.resolve_technology` when the engine is made.
+
+    Attributes:
+        t_inference: seconds after programming at which the arrays are read (finite, >= 0;
+            default 0), see :meth:`mpimpy.engine.DPETensor.at_time`.
+        seed: an int, a ``torch.Generator`` on the engine's device, or ``None`` to draw a seed
+            from torch's global generator (so ``torch.manual_seed`` makes runs repeatable). The
+            same seed and the same sequence of calls give bit-identical results.
+        device: where the simulation runs; default CPU. Operands must live there.
+        chunk_elements: how many currents one chunk of work may hold (memory stays bounded by
+            about ``4 * chunk_elements`` bytes for float32 beyond the operands; exact integer
+            reads use chunks of at most ``2**21``, which keep their currents in cache). Between
+            products each thread keeps the working buffers (DAC codes, chunks; those of at most
+            128 MB, see :data:`mpimpy.execution.RETAINED_BUFFER_BYTES`) for its next product;
+            :func:`mpimpy.release_buffers` frees them.
+        calibration_elements: with a calibrated ADC, the currents one calibration needs (for
+            ``"calibrated"``, one row-block's, or with inexact reads of a large row-block
+            (see :data:`mpimpy.execution.PAIR_MAJOR_CURRENTS`) those of one column block,
+            every array of it side by side; the whole product's, for
+            ``"calibrated-symmetric"``) are kept between calibrating and converting if they are
+            at most this many (512 MB in float32 by default); more, and those of int8 reads
+            (cheaper to read again than to keep), are read twice instead.
+        read_kernel: how arrays are read. ``"auto"`` (default): a noise-free read of integer
+            codes on integer conductance levels (no variation, drift, wires, input or read
+            noise; float32 operands) sums its currents exactly on the integer matrix units of
+            the CPU or GPU (int8 ``torch._int_mm``) where it has them, every other read in the
+            operands' float dtype. ``"float"``: every read in the float dtype. Both give the same
+            numbers, element for element; ``engine.last_read_kernel`` says which one the last
+            product used (``"int8"``, ``"float32"`` or ``"float64"``).
+        compile: ``True`` runs the passes after each chunk's read (the ADC and the shift-add,
+            :func:`mpimpy.peripherals.convert_shift_add`) as one kernel compiled by
+            ``torch.compile`` (:mod:`mpimpy.jit`): faster for long runs, after a compile of a few
+            seconds per process for each new shape of chunk (columns, slices, row-blocks per
+            chunk) and ADC variant; the numbers agree with the uncompiled ones to round-off. Where
+            compiling fails (no C++ compiler), a warning says why and the passes run
+            uncompiled. ``False`` (default): uncompiled. ``engine.last_convert_kernel`` says
+            which ran (``"compiled"`` or ``"eager"``).
+        technology: a :class:`~mpimpy.cost.Technology`, a preset name (``"isaac-32nm"``), a
+            dict of fields or a YAML/JSON file: the engine then estimates the energy, latency
+            and area of every product and keeps the last one as ``engine.last_cost`` (a
+            :class:`~mpimpy.cost.CostReport`). ``None`` (default): no estimate.
+    """
+
+    t_inference: float = setting(0.0, "s", ">= 0, finite")
+    seed: int | torch.Generator | None = setting(None, "", "int >= 0, a torch.Generator on "
+                                                 "the device, or None (drawn from torch)")
+    device: str | torch.device | None = setting(None, "", "a torch device; None: the CPU")
+    chunk_elements: int = setting(2**22, "currents", "integer >= 1")
+    calibration_elements: int = setting(2**27, "currents", "integer >= 0")
+    read_kernel: str = setting("auto", "", READ_KERNELS)
+    compile: bool = setting(False, "", (False, True))
+    technology: object = setting(None, "", "a mpimpy.cost.Technology, preset name, dict or "
+                                 "YAML/JSON file, or None (no cost estimate)")
+
+    def __post_init__(self):
+        object.__setattr__(self, "t_inference", validate_time(self.t_inference))
+        object.__setattr__(self, "device", resolve_device(self.device))
+        for name, low in (("chunk_elements", 1), ("calibration_elements", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                kind = "positive" if low else "non-negative"
+                raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+        if self.read_kernel not in READ_KERNELS:
+            raise ValueError(f"read_kernel must be 'auto' or 'float', got {self.read_kernel!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}")
+        seed = self.seed
+        if isinstance(seed, torch.Generator):
+            if resolve_device(seed.device) != self.device:
+                raise ValueError(f"seed: the generator is on {seed.device}, the engine on "
+                                 f"{self.device}")
+        elif seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                   or seed < 0):
+            raise ValueError(f"seed must be a non-negative int, a torch.Generator or None, "
+                             f"got {seed!r}")
 
 
 @dataclass(frozen=True)
@@ -351,8 +442,8 @@ class TileShape:
     cols: int = 64
 
     def __post_init__(self):
-        _check_int("paral_size[0] (array rows)", self.rows, 1)
-        _check_int("paral_size[1] (array cols)", self.cols, 1)
+        check_int("paral_size[0] (array rows)", self.rows, 1)
+        check_int("paral_size[1] (array cols)", self.cols, 1)
 
     @classmethod
     def parse(cls, paral_size) -> TileShape:
@@ -367,6 +458,7 @@ class TileShape:
         return cls(rows, cols)
 
 
-__all__ = ["CrossbarConfig", "TileShape", "MAPPINGS", "WEIGHT_ENCODINGS", "ADC_RANGE_MODES",
+__all__ = ["CrossbarConfig", "EngineOptions", "TileShape", "READ_KERNELS", "describe",
+           "setting", "MAPPINGS", "WEIGHT_ENCODINGS", "ADC_RANGE_MODES",
             "INPUT_ENCODINGS", "DRIFT_COMPENSATIONS", "LEVEL_MAPPINGS", "level_scale",
            "validate_time"]

@@ -1,11 +1,12 @@
 """Stage 8: what a product costs: energy, latency and area of the schedule the engine ran.
 
-Every simulated product leaves a :class:`Schedule` in ``engine.last_schedule``: how many input
-vectors drove how many arrays through how many word lines, input slices and converted columns,
-read off the engine's own tensors (the DAC codes it drove and the arrays it programmed), and,
-when asked, the power its reads dissipated, ``V^2 G`` summed over every cell (with wire
-resistance the power of the whole circuit, wires included). :func:`report` counts that schedule
-as hardware events and prices them with a :class:`Technology`::
+Every simulated product leaves a :class:`~mpimpy.schedule.Schedule` in
+``engine.last_schedule``: how many input vectors drove how many arrays through how many word
+lines, input slices and converted columns, read off the engine's own tensors (the DAC codes it
+drove and the arrays it programmed), and, when asked, the power its reads dissipated, ``V^2 G``
+summed over every cell (with wire resistance the power of the whole circuit, wires included).
+:func:`report` counts that schedule as hardware events and prices them with a
+:class:`Technology` (this module reads the schedule, never the engine)::
 
     report = mpimpy.cost.estimate(engine, x, mat, technology="isaac-32nm")
     report.energy, report.latency, report.area, report.energy_per_mac, report.tops_per_watt
@@ -56,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .schedule import Schedule
+
 if TYPE_CHECKING:
     from .engine import DPETensor
     from .slicing import SlicedData
@@ -68,100 +71,6 @@ COMPONENTS = ("array", "dac", "adc", "sample_hold", "shift_add", "buffer", "accu
               "edram", "interconnect", "other")
 #: The components that make up one IMA (ISAAC's in-situ multiply-accumulate unit).
 IMA_COMPONENTS = ("array", "dac", "adc", "sample_hold", "shift_add", "buffer")
-
-
-# --------------------------------------------------------------------------------------------
-# What the engine did
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """What one simulated product did on the hardware: counts, not costs.
-
-    Built by the engine from the tensors it computed with (see
-    :meth:`mpimpy.engine.DPETensor.MapReduceDot`).
-
-    Attributes:
-        vectors: input vectors ``M`` (the rows of ``x``, batch dims folded in).
-        k, n: contraction length and output columns.
-        rows, cols: word lines and weight columns of one array (``paral_size``).
-        row_blocks, column_blocks: ``Tk = ceil(K / rows)``, ``Tn = ceil(N / cols)``.
-        word_lines: word lines driven per column block, over all row-blocks (``K``: the
-            padding rows of the last row-block carry no input).
-        input_widths: the widths of the input slices driven, one read each (a sign-magnitude
-            input's sign slice is its voltage's polarity, not a read).
-        input_bits: bits of each input.
-        weight_widths: the weight slice widths.
-        arrays_per_group: arrays per (row-block, column block): one per weight slice that has
-            an array (a differential pair counts as one array of ``2 * cols`` columns sharing
-            its word lines).
-        array_columns: physical columns of one array (weight columns, G- columns, a reference
-            or a unit column).
-        converted_columns: columns each (row-block, slice array) read converts, over all
-            column blocks: ``N``, plus ``Tn`` unit columns.
-        unit_columns: how many of those are unit columns.
-        dac_bits, adc_bits: converter resolutions (an ideal converter is costed at the
-            resolution that loses nothing).
-        mapping: the weight mapping.
-        digital_bias: the bias of offset-binary weights was removed by digital sums of the
-            inputs (``mapping="bias"`` without unit columns).
-        input_bias: the bias of offset-binary inputs was removed digitally (one subtraction
-            per output per row-block).
-        array_power: ``sum over reads of V @ A @ V`` in watts (``sum V^2 G`` for ideal wires),
-            or ``None`` if the product was run without measuring it.
-        cells_written: cells this product programmed (0 when the weights were already held).
-    """
-
-    vectors: int
-    k: int
-    n: int
-    rows: int
-    cols: int
-    row_blocks: int
-    column_blocks: int
-    word_lines: int
-    input_widths: tuple[int, ...]
-    input_bits: int
-    weight_widths: tuple[int, ...]
-    arrays_per_group: int
-    array_columns: int
-    converted_columns: int
-    unit_columns: int
-    dac_bits: int
-    adc_bits: int
-    mapping: str
-    digital_bias: bool
-    input_bias: bool
-    array_power: float | None
-    cells_written: int
-
-    @property
-    def macs(self) -> int:
-        return self.vectors * self.k * self.n
-
-    def merge(self, other: Schedule) -> Schedule:
-        """Two products on the same arrays, one after the other, as one schedule."""
-        same = {f.name for f in dataclasses.fields(self)} - {
-            "vectors", "array_power", "cells_written"}
-        differ = [name for name in sorted(same) if getattr(self, name) != getattr(other, name)]
-        if differ:
-            raise ValueError(f"cannot merge schedules of different products: {differ} differ")
-        power = None if self.array_power is None or other.array_power is None else \
-            self.array_power + other.array_power
-        return dataclasses.replace(self, vectors=self.vectors + other.vectors, array_power=power,
-                                   cells_written=self.cells_written + other.cells_written)
-
-
-def converter_bits(levels: int | None, slice_bits: int | None, full_levels: float | None = None,
-                   bipolar: bool = False) -> int:
-    """Resolution in bits of a converter with ``levels`` levels; an ideal one (``None``) is
-    costed at what loses nothing: ``slice_bits`` for a DAC, enough bits for ``full_levels``
-    (one more for a bipolar ADC) for an ADC."""
-    if levels is not None:
-        return max(1, math.ceil(math.log2(levels)))
-    if slice_bits is not None:
-        return int(slice_bits)
-    return max(1, math.ceil(math.log2(full_levels + 1))) + (1 if bipolar else 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -608,7 +517,7 @@ def report(schedule: Schedule, technology: Technology | str = "isaac-32nm") -> C
     # latency: reads back to back, each cycle as long as the slower of the read and the ADCs
     adc_time = -(-converted_per_array // adcs_per_array) * tech.adc_conversion_time(s.adc_bits)
     cycle = max(tech.read_time, adc_time)
-    digital_depth = (2 + math.ceil(math.log2(s.row_blocks)) + (1 if s.mapping == "bias" else 0)
+    digital_depth = (2 + math.ceil(math.log2(s.row_blocks)) + (1 if s.removes_bias else 0)
                      ) / tech.digital_clock
     latency = (reads - 1) * cycle + tech.read_time + adc_time + digital_depth if reads else 0.0
     return CostReport(
@@ -673,12 +582,12 @@ def combine(reports: list[CostReport], technology: Technology | str | None = Non
 def measuring_power(engine: DPETensor):
     """Within the block, ``engine`` measures the power of every read (``Schedule.array_power``)
     whatever its technology."""
-    previous = engine._measure_power
-    engine._measure_power = True
+    previous = engine.measure_power
+    engine.measure_power = True
     try:
         yield engine
     finally:
-        engine._measure_power = previous
+        engine.measure_power = previous
 
 
 def estimate(engine: DPETensor, x: SlicedData, mat: SlicedData,
@@ -714,31 +623,6 @@ ISAAC_TABLE_1 = {
 }
 
 
-def isaac_workload(k: int = 128, n: int = 128, vectors: int = 64, unit_column: bool = True,
-                   seed: int = 0):
-    """A product set up as ISAAC-CE, ready for :func:`estimate`: ``(engine, x, mat)``.
-
-    128 x 128 arrays of 2-bit cells (``g_level=4``), 16-bit weights in eight 2-bit cells stored
-    with a bias of 2**15 (``mapping="bias"``, slices ``[2] * 8``; ``unit_column``: ISAAC's
-    129th column), 16-bit inputs fed bit by bit through 1-bit DACs (``rdac=2``, slices
-    ``[1] * 16``), an 8-bit ADC; no noise. ``k = n = 128`` fills one IMA, ``k=384, n=512`` the
-    12 IMAs of one tile. Data: ``vectors x k`` and ``k x n`` standard normal, from ``seed``.
-    """
-    import torch
-
-    from .engine import DPETensor
-    from .slicing import SlicedData
-
-    engine = DPETensor(mapping="bias", unit_column=unit_column, g_level=4, var=0.0,
-                       vnoise=0.0, rdac=2, radc=2**8, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    x = SlicedData([1] * 16, paral_size=(128, 128)).slice_data_imp(
-        engine, torch.randn(vectors, k, generator=gen, dtype=torch.float64), transpose=True)
-    mat = SlicedData([2] * 8, paral_size=(128, 128), is_weight=True).slice_data_imp(
-        engine, torch.randn(k, n, generator=gen, dtype=torch.float64))
-    return engine, x, mat
-
-
 def ima_figures(report: CostReport) -> dict[str, tuple[float, float]]:
     """Power (W) and area (mm^2) of each IMA component of ``report`` and of the IMA in all
     (``"ima_total"``), for a product that fills whole IMAs, per IMA."""
@@ -757,10 +641,8 @@ __all__ = [
     "Schedule",
     "Technology",
     "combine",
-    "converter_bits",
     "estimate",
     "ima_figures",
-    "isaac_workload",
     "measuring_power",
     "report",
     "resolve_technology",

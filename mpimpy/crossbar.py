@@ -72,7 +72,9 @@ if TYPE_CHECKING:
     from .devices import ProgrammedArrays
 
 __all__ = [
+    "ChunkReader",
     "CircuitSolution",
+    "exact_read",
     "input_admittance",
     "int8_matmul_fits",
     "read_currents",
@@ -635,3 +637,104 @@ def small_integer_peak(values: torch.Tensor) -> float | None:
 #: Sums of integer products up to this are exact in float32 (24-bit significand): a float read
 #: of such integers then gives the int8 read's currents exactly.
 EXACT_FLOAT32_SUM = 2**24
+
+
+class ChunkReader:
+    """Stage 5 of a product, chunk by chunk: the column currents of a chunk of vectors,
+    row-blocks and columns (a chunk of :class:`mpimpy.execution.ChunkPlan`).
+
+    Args:
+        codes: DAC codes ``(Tk, rows, M, n_x)`` (float).
+        matrix, noise_matrix: read matrices ``(Tk, rows, n_a * C)`` (:func:`read_matrix`,
+            :func:`read_noise_matrix`; ``noise_matrix`` may be ``None``), ``C`` the columns
+            read per array; for an int8 read, ``matrix`` in int8.
+        n_a: arrays per row-block.
+        plan: the product's :class:`~mpimpy.execution.ChunkPlan` (its layout and kernel).
+        workspace: the product's :class:`~mpimpy.execution.Workspace`.
+        read_noise, generator: each cell's relative read noise and its random source.
+    """
+
+    def __init__(self, codes, matrix, noise_matrix, n_a, plan, workspace, read_noise,
+                 generator):
+        self.tk, self.rows, self.m, self.n_x = codes.shape
+        self.codes, self.matrix, self.noise_matrix = codes, matrix, noise_matrix
+        self.n_a, self.n_cols = n_a, matrix.shape[-1] // n_a
+        self.plan, self.workspace = plan, workspace
+        self.read_noise, self.generator = read_noise, generator
+        self.noisy = noise_matrix is not None and read_noise > 0
+        if plan.int8_read:  # once per product, vector-major (Tk, M, n_x, rows): every chunk's
+            # rows of codes are then a contiguous int8 matrix, as torch._int_mm takes them
+            self.codes = torch.empty((self.tk, self.m, self.n_x, self.rows), dtype=torch.int8,
+                                     device=codes.device)
+            self.codes.copy_(codes.permute(0, 2, 3, 1))
+        elif plan.pair_major:  # once per product, slice-major (Tk, n_x, M, rows): each
+            # slice's codes of a chunk's vectors are a matrix with rows of unit stride
+            self.codes = workspace.get("slice codes", (self.tk, self.n_x, self.m, self.rows))
+            self.codes.copy_(codes.permute(0, 3, 2, 1))
+
+    def _columns(self, read_matrix, ts, cs):
+        """Row-blocks ``ts`` of a read matrix, only columns ``cs`` of every array
+        ``(Tk', rows, n_a * C')``: a view if ``cs`` is every column, else a copy (small: a
+        few arrays)."""
+        block = read_matrix[ts]
+        if cs.stop - cs.start == self.n_cols:
+            return block
+        t, word_lines = block.shape[:2]
+        return block.view(t, word_lines, self.n_a, self.n_cols)[..., cs].reshape(
+            t, word_lines, self.n_a * (cs.stop - cs.start))
+
+    def read(self, chunk, out=None) -> torch.Tensor:
+        """The chunk's currents ``(Tk', M', n_x, n_a, C')`` (pair-major:
+        ``(Tk', n_x, n_a, M', C')``), into ``out`` (a contiguous tensor of as many elements)
+        or else the reused chunk buffer; for an int8 read, their exact int32 sums, in a reused
+        buffer of their own."""
+        ms, ts, cs = chunk
+        t, mc, cw = ts.stop - ts.start, ms.stop - ms.start, cs.stop - cs.start
+        n_x, n_a, rows, workspace = self.n_x, self.n_a, self.rows, self.workspace
+        if self.plan.pair_major:  # one input group per slice, one column group per array
+            shape = (t, n_x, n_a, mc, cw)
+            block = self.codes[ts, :, ms]
+
+            def arrays_of(read_matrix):  # (Tk', n_a, rows, C'): a copy, a few arrays
+                return read_matrix[ts].view(t, rows, n_a, self.n_cols)[..., cs].transpose(
+                    1, 2).contiguous()
+        else:  # one input group (every vector's slices), one column group
+            shape = (t, 1, 1, mc * n_x, n_a * cw)
+            if self.plan.int8_read:
+                block = self.codes[ts, ms].reshape(t, 1, mc * n_x, rows)
+                out = workspace.get("sums", shape, torch.int32)
+            else:
+                # (Tk', M' * n_x, rows) as a transposed view of (Tk', rows, M', n_x): the
+                # float product reads it without a copy
+                block = self.codes[ts, :, ms].reshape(t, rows, mc * n_x).transpose(1, 2)
+                block = block.unsqueeze(1)
+
+            def arrays_of(read_matrix):
+                return self._columns(read_matrix, ts, cs).unsqueeze(1)
+        if out is None:
+            out = workspace.get("currents", shape)
+        scratch = (workspace.get("std", shape), workspace.get("noise", shape)) \
+            if self.noisy else None
+        currents = read_currents(
+            block, arrays_of(self.matrix),
+            None if self.noise_matrix is None else arrays_of(self.noise_matrix),
+            self.read_noise, self.generator, out=out.view(shape), scratch=scratch)
+        return currents.view(shape if self.plan.pair_major else (t, mc, n_x, n_a, cw))
+
+
+def exact_read(codes: torch.Tensor, integer_matrix) -> tuple[torch.Tensor, float] | None:
+    """Whether reading DAC codes ``(Tk, rows, M, n_x)`` on a read matrix of small integers
+    (``integer_matrix``: the matrix in int8 and its largest ``|entry|``, or ``None``) is exact:
+    then ``(int8 matrix, largest |current|)``, else ``None``.
+
+    Exact means every code is a small integer (:func:`small_integer_peak`) and no current can
+    pass :data:`EXACT_FLOAT32_SUM`: the read may then run on the integer matrix units (int8 in,
+    int32 sums) and gives the same currents as the float read.
+    """
+    if integer_matrix is None:
+        return None
+    code_peak = small_integer_peak(codes)
+    if code_peak is None:
+        return None
+    peak = codes.shape[1] * code_peak * integer_matrix[1]
+    return (integer_matrix[0], peak) if peak <= EXACT_FLOAT32_SUM else None

@@ -11,7 +11,7 @@ import torch
 
 from .config import TileShape, level_scale
 from .jit import Compiled
-from .slicing import bit_slices
+from .slicing import bit_slices, slice_weights
 from .tiling import n_tiles, tile_inputs
 
 
@@ -137,6 +137,45 @@ def drive(q: torch.Tensor, widths, rdac: int | None, vnoise: float, tile: TileSh
     return (codes, sums) if return_sums else codes
 
 
+def input_weights(widths, cfg) -> tuple[torch.Tensor, list[int]]:
+    """Shift-add weight of each input slice read, per DAC code, float64 ``(n_x,)``: the
+    slice's power of two (negative for a two's complement sign slice) over the codes one unit
+    of that slice is driven as; and the DAC's full-scale code of each ``(n_x,)``."""
+    driven = read_slices(widths, cfg.input_encoding)
+    weights = torch.tensor([w / c for w, c in zip(
+        slice_weights(widths, cfg.input_encoding),
+        dac_scale(widths, cfg.rdac, cfg.level_mapping), strict=True)],
+        dtype=torch.float64)[list(driven)]
+    return weights, [dac_full_scale(widths, cfg.rdac)[i] for i in driven]
+
+
+def adc_full_scale(dac_full: list[int], rows: int, cfg) -> torch.Tensor:
+    """The ADC's worst-case current per input slice, float64 ``(n_x,)`` in code units: every
+    cell of ``rows`` at HGS, every input at the DAC's full scale ``dac_full`` (levels above
+    LGS; where a read holds every cell's LGS current, :attr:`mpimpy.mapping.Mapping.holds_lgs`,
+    that comes on top)."""
+    full_levels = (cfg.g_level - 1) + (cfg.LGS / cfg.level_step
+                                       if cfg.weight_mapping.holds_lgs else 0.0)
+    return torch.tensor(dac_full, dtype=torch.float64) * (rows * full_levels)
+
+
+def shift_add_first(codes: torch.Tensor, matrix: torch.Tensor, gain: torch.Tensor | None,
+                    x_weight: torch.Tensor, w_weight: torch.Tensor):
+    """Without an ADC and read noise the read is linear, so the shift-add commutes with it:
+    the input slices are added up first (codes ``(Tk, rows, M, n_x)`` -> ``(Tk, rows, M, 1)``)
+    and so are the arrays, with their drift gains ``(Tk, n_a * C)`` if any (read matrix
+    ``(Tk, rows, n_a * C)`` -> ``(Tk, rows, C)``): each array is read once instead of once per
+    slice pair. Returns the codes, the matrix and their shift-add weights (ones)."""
+    codes = (codes * x_weight.to(codes)).sum(-1, keepdim=True)
+    tk, rows, _ = matrix.shape
+    if gain is not None:  # a digital gain per column commutes with the linear read
+        matrix = matrix * gain[:, None, :]
+    matrix = (matrix.view(tk, rows, len(w_weight), -1)
+              * w_weight.to(matrix).view(1, 1, -1, 1)).sum(2)
+    ones = torch.ones(1, dtype=torch.float64)
+    return codes, matrix, ones, ones
+
+
 def adc_step(full_scale: torch.Tensor, radc: int, bipolar: bool) -> torch.Tensor:
     """Current of one ADC level for a given full-scale current (same units, any shape).
 
@@ -226,3 +265,213 @@ def _convert_shift_add(currents: torch.Tensor, weights: torch.Tensor, radc: int 
 
 #: :func:`_convert_shift_add`, run as it is or compiled into one pass (:mod:`mpimpy.jit`)
 convert_shift_add = Compiled(_convert_shift_add, dynamic_dim=1)
+
+
+class ChunkConverter:
+    """Stages 6 and 7 of a product, chunk by chunk: the ADC (its ranges fixed, or calibrated on
+    the currents it converts), the shift-add, the removal of the operands' biases, and the
+    rescale by the block scales into the result ``(M, N)``.
+
+    Args:
+        cfg: the hardware settings (``radc``, ``adc_range``, the mapping).
+        codes: the product's DAC codes ``(Tk, rows, M, n_x)``; a fixed ADC range on an inexact
+            read divides them in place (into ADC levels).
+        pair_weight: shift-add weight of each (input slice, array) pair per code unit of
+            current, float64 ``(n_x * n_a,)``.
+        full_scale: the ADC's worst-case current per input slice ``(n_x,)``, code units.
+        n_a, n_cols, n: arrays, read columns per array (unit columns included), outputs.
+        arrays: the programmed arrays (unit columns, columns per array, tile).
+        plan, workspace: the product's :class:`~mpimpy.execution.ChunkPlan` and buffers.
+        exact: ``(int8 matrix, largest |current|)`` of an exact read, or ``None``.
+        scale_x, scale_w: block scales per row-block ``(M, Tk)`` and ``(Tk, N)``.
+        bias_per_vector, bias_per_column: ``(Tk, M)`` and ``(Tk, N)`` biases of offset-binary
+            weights and inputs to subtract, or ``None``.
+        gain: ``(Tk, n_a * C)`` drift-compensation gain of every converted column, applied
+            after the ADC, or ``None``.
+        calibration_elements: the currents a calibration group may keep between calibrating
+            and converting (more are read twice, the generator rewound).
+        compiled: run :func:`convert_shift_add` compiled.
+        generator: the engine's generator (rewound for a second read of a group).
+    """
+
+    def __init__(self, cfg, codes, pair_weight, full_scale, n_a, n_cols, n, arrays, plan,
+                 workspace, exact, scale_x, scale_w, bias_per_vector, bias_per_column, gain,
+                 calibration_elements, compiled, generator):
+        self.cfg, self.n_a, self.n_cols, self.n, self.arrays = cfg, n_a, n_cols, n, arrays
+        self.n_x = codes.shape[-1]
+        self.plan, self.workspace, self.compiled = plan, workspace, compiled
+        self.scale_x, self.scale_w, self.gain = scale_x, scale_w, gain
+        self.bias_per_vector, self.bias_per_column = bias_per_vector, bias_per_column
+        self.calibration_elements, self.generator = calibration_elements, generator
+        self.bipolar = cfg.bipolar_adc
+        self.calibrated = cfg.radc is not None and cfg.adc_range in ("calibrated",
+                                                                     "calibrated-symmetric")
+        self.per_array = self.calibrated and cfg.adc_range == "calibrated"
+        self.step_after = None  # a fixed ADC's step per input slice, dividing the exact sums
+        # A calibrated range per array spans the currents it converts, so none saturates
+        self.saturates = cfg.adc_range != "calibrated"
+        if cfg.radc is not None and not self.calibrated:
+            # A fixed ADC range: currents come out in ADC levels. Inexact reads divide the
+            # codes (fewer than the currents); exact ones their sums, so that both kernels
+            # round the same integers.
+            fraction = 1.0 if cfg.adc_range == "full" else cfg.adc_range
+            step = adc_step(full_scale * fraction, cfg.radc, self.bipolar)
+            if exact is None:  # in place: the codes are this product's own
+                codes.div_(step.to(codes))
+            else:
+                self.step_after = step.to(codes).view(1, 1, self.n_x, 1, 1)
+            pair_weight = pair_weight * step.repeat_interleave(n_a)
+            # Nor does any on an exact read with the full range: no current passes the full
+            # scale (every input at the DAC's top code, every cell at the top level) and, for
+            # a unipolar ADC, none is negative (no negative code or level).
+            if fraction == 1.0 and exact is not None and \
+                    exact[1] <= float(full_scale.min()):
+                self.saturates = not (self.bipolar or (float(codes.amin()) >= 0
+                                                       and float(exact[0].amin()) >= 0))
+        self.pair_weight = pair_weight.to(codes)
+
+    def ranges(self, group, reader):
+        """The ADC ranges of a group of chunks (:attr:`ChunkPlan.groups`) as keyword arguments
+        of :meth:`add`, and the group's currents if they were kept (else ``None``: read each
+        chunk again, the generator rewound to draw the same read noise).
+
+        A calibrated ADC's ranges are set by the currents it converts, so a group is read in
+        full before any of it is converted: with one range per array, each row-block's column
+        range on its own, since no range spans row-blocks or column blocks; with one range per
+        slice pair, the whole product. A fixed range needs no read.
+        """
+        pair_weight = self.pair_weight
+        if not self.calibrated:
+            return {"weights": pair_weight}, None
+        state = self.generator.get_state()
+        low, high, kept = self._calibrate(group, reader)
+        if kept is None:
+            self.generator.set_state(state)
+        n_x, n_a, n_cols, cfg = self.n_x, self.n_a, self.n_cols, self.cfg
+        ranges = {"weights": pair_weight}
+        if self.per_array:
+            _, ts, cs = group[0]
+            # code c reads low + c * step, every one of the radc levels on [min, max]; per
+            # read column of the group (Tk', n_x, n_a, C')
+            step = adc_step(high - low, cfg.radc, False)
+            block_of = self._block_of()
+            low_c, step_c = (v.index_select(-1, block_of[cs]).to(pair_weight)
+                             for v in (low, step))
+            lows = low_c
+            if self.gain is not None:  # the drift gain scales what the ADC read, offset too
+                lows = lows * self.gain[ts].view(-1, 1, n_a, n_cols)[..., cs]
+            # what the lower ends add up to in the shift-add of each column (Tk', C')
+            ranges["range_offset"] = torch.einsum("tsac,sa->tc", lows,
+                                                  pair_weight.view(n_x, n_a))
+            # as the currents lie: (Tk', 1, n_x, n_a, C'), or pair-major one range per
+            # array (Tk', n_x, n_a, 1, 1)
+            ranges["array_range"] = tuple(v[..., :1, None] if self.plan.pair_major
+                                          else v.unsqueeze(1) for v in (low_c, step_c))
+        else:
+            # zero current stays at code 0: [0, max], or +-max|I| for a bipolar ADC
+            peak = torch.maximum(high, -low) if self.bipolar else high
+            pair_step = adc_step(peak.clamp_min(0), cfg.radc, self.bipolar)
+            ranges["weights"] = pair_weight * pair_step.flatten().to(pair_weight)
+            ranges["pair_step"] = pair_step.to(pair_weight).view(1, 1, n_x, n_a, 1)
+        return ranges, kept
+
+    def _block_of(self):
+        """The column block of every read column ``(C,)``."""
+        return (self.arrays.columns // self.arrays.tile.cols).to(self.pair_weight.device)
+
+    def _calibrate(self, group, reader):
+        """[min, max] of the group's currents: per (row-block, slice pair, column block)
+        ``(Tk', n_x, n_a, Tn)`` for per-array ranges, else per slice pair ``(n_x, n_a)``;
+        and the currents if they were kept (else ``None``)."""
+        n_x, n_a, device = self.n_x, self.n_a, self.pair_weight.device
+        _, ts, cs = group[0]
+        tn = self.arrays.positive.shape[2]
+        tk = reader.tk
+        t, cw = ts.stop - ts.start if self.per_array else tk, cs.stop - cs.start
+        shape = (t, n_x, n_a, tn) if self.per_array else (n_x, n_a)
+        low = torch.full(shape, torch.inf, dtype=torch.float64, device=device)
+        high = torch.full(shape, -torch.inf, dtype=torch.float64, device=device)
+        block_of = self._block_of() if self.per_array else None
+        size = sum((c[0].stop - c[0].start) * (c[1].stop - c[1].start)
+                   for c in group) * n_x * n_a * cw
+        # (an int8 read costs less than keeping its currents out of cache: read again)
+        keep = len(group) == 1 or (size <= self.calibration_elements
+                                   and not self.plan.int8_read)
+        kept = [] if keep else None
+        # Kept currents go to one buffer of the group's size (reused from group to group;
+        # each chunk the next contiguous part of it), unless the group is one chunk
+        buffer = self.workspace.get("kept", (size,)) if keep and len(group) > 1 else None
+        offset = 0
+        for chunk in group:
+            ms, cts, _ = chunk
+            chunk_size = (ms.stop - ms.start) * (cts.stop - cts.start) * n_x * n_a * cw
+            currents = reader.read(chunk, None if buffer is None else
+                                   buffer[offset:offset + chunk_size])
+            offset += chunk_size
+            # (amin and amax apart: torch.aminmax is several times slower; compiled into
+            # one pass, they are no faster)
+            if self.plan.pair_major:  # each array's currents are contiguous: along memory
+                flat = currents.view(currents.shape[0], n_x, n_a, -1)
+                chunk_low, chunk_high = (v.double().unsqueeze(-1)
+                                         for v in (flat.amin(-1), flat.amax(-1)))
+                chunk_blocks = block_of[cs][:1]  # (t, n_x, n_a, 1): the block's range
+            else:
+                # over the vectors first: a reduction down the outer axis reads memory in
+                # order
+                flat = currents.view(currents.shape[0], -1, n_x * n_a * cw)
+                chunk_low, chunk_high = (v.double().view(-1, n_x, n_a, cw)
+                                         for v in (flat.amin(1), flat.amax(1)))
+                chunk_blocks = None if not self.per_array else block_of[cs]
+            if self.per_array:
+                index = chunk_blocks.expand(chunk_low.shape)
+                low.copy_(low.scatter_reduce(-1, index, chunk_low, "amin"))
+                high.copy_(high.scatter_reduce(-1, index, chunk_high, "amax"))
+            else:  # one range per slice pair over the whole product
+                low.copy_(torch.minimum(low, chunk_low.amin((0, 3))))
+                high.copy_(torch.maximum(high, chunk_high.amax((0, 3))))
+            if keep:
+                kept.append(currents)
+        return low, high, kept
+
+    def add(self, y, chunk, currents, weights, array_range=None, range_offset=None,
+            pair_step=None):
+        """Stages 6-7 on one chunk's currents ``(Tk', M', n_x, n_a, C')``, added into ``y``.
+
+        ``weights``: the shift-add weight of each slice pair ``(n_x * n_a,)``.
+        ``array_range``: the calibrated (lower end, step) of the chunk's read columns of
+        these row-blocks and ``range_offset`` what the lower ends add up to; ``pair_step``:
+        the step of a whole-product calibration; both ``None`` for a fixed ADC range.
+        """
+        ms, ts, cs = chunk
+        t, mc, cw = currents.shape[0], ms.stop - ms.start, cs.stop - cs.start
+        n_a, n_cols, pair_major = self.n_a, self.n_cols, self.plan.pair_major
+        outputs = slice(cs.start, min(cs.stop, self.n))  # the output columns (no unit columns)
+        low, step = (None, None) if array_range is None else array_range
+        # uncompiled, the passes run in place in reused buffers; compiled, they fuse into
+        # one and need none
+        buffers = {} if self.compiled else {
+            "scratch": currents if currents.is_floating_point() else
+            self.workspace.get("codes", currents.shape).view(currents.shape),
+            "out": self.workspace.get("partial", (t * mc, cw))}
+        column_gain = None
+        if self.gain is not None:  # the gain of every read column, as the currents lie
+            column_gain = self.gain[ts].view(t, 1, n_a, 1, n_cols) if pair_major else \
+                self.gain[ts].view(t, 1, 1, n_a, n_cols)
+            column_gain = column_gain[..., cs]
+        partial = convert_shift_add(
+            currents, weights, self.cfg.radc, self.bipolar and array_range is None,
+            divisor=pair_step if self.step_after is None else self.step_after, low=low,
+            step=step, gain=column_gain, saturates=self.saturates, pair_major=pair_major,
+            compile=self.compiled, dynamic_dim=3 if pair_major else 1, **buffers)
+        if range_offset is not None:
+            partial.add_(range_offset.unsqueeze(1))  # the ranges' lower ends
+        partial = self.cfg.weight_mapping.remove_bias(
+            partial, self.arrays.unit_columns, self.arrays.weight_columns_per_array,
+            None if self.bias_per_vector is None else
+            self.bias_per_vector[ts, ms].unsqueeze(-1))
+        if self.bias_per_column is not None:
+            partial.sub_(self.bias_per_column[ts, outputs].unsqueeze(1))
+        # rescale each row-block by its block scales and add the row-blocks up
+        partial.mul_(self.scale_x[ms, ts].t().unsqueeze(-1)).mul_(
+            self.scale_w[ts, outputs].unsqueeze(1))
+        y[ms, outputs] += partial[0] if t == 1 else partial.sum(0)

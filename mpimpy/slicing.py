@@ -341,7 +341,6 @@ class SlicedData:
         self.device = resolve_device(device)
         self.input_en = input_en  # accepted for compatibility with the original API; unused
         self.data = None
-        self._programmed = None  # (engine token, programmed arrays), set by the engine
 
     @property
     def bits(self) -> int:
@@ -392,7 +391,6 @@ class SlicedData:
         q, block_step = quantize(matrix, self.bits, self.bw_e, block)  # checks finiteness too
         self.data, self.transpose, self.block = data, transpose, block
         self.q, self.block_step = q, block_step
-        self._programmed = None
         return self
 
     @staticmethod
@@ -516,7 +514,6 @@ class SlicedData:
         if self.data.dim() == 2:
             copy.data, copy.q = self.data.t(), self.q.t()
             copy.block_step, copy.block = self.block_step.t(), tuple(self.block[::-1])
-        copy._programmed = None
         return copy
 
     def __repr__(self):

@@ -69,3 +69,12 @@ def arrays_to_columns(arrays: torch.Tensor, columns: torch.Tensor) -> torch.Tens
         return side_by_side[..., :len(columns)].reshape(tk, rows, n_arrays * len(columns))
     picked = side_by_side.index_select(-1, columns.to(side_by_side.device))
     return picked.reshape(tk, rows, n_arrays * len(columns))
+
+
+def weight_sums(q_w: torch.Tensor, rows: int) -> torch.Tensor:
+    """Each column's sum of integer weights ``(K, N)`` over each row-block of ``rows`` rows,
+    float64 ``(Tk, N)``."""
+    k, n = q_w.shape
+    tk = -(-k // rows)
+    padded = F.pad(q_w.to(torch.float64), (0, 0, 0, tk * rows - k))
+    return padded.view(tk, rows, n).sum(1)

@@ -20,6 +20,8 @@ from torch import nn
 
 from mpimpy import DPETensor, SlicedData, cost
 from mpimpy import nn as mnn
+from mpimpy.isaac import isaac_workload
+from mpimpy.mapping import MAPPINGS
 
 PHYSICS = {"preset": "isaac-32nm", "array_energy_per_cell": None}
 
@@ -35,7 +37,7 @@ def test_one_ima_reproduces_isaac_table_1(unit_column):
     """A 128 x 128 16-bit layer fills one IMA: its power and area per component, and in all,
     within 10 % of ISAAC's Table I; one 8-bit conversion per 16-bit MAC (plus the unit column's
     1/128 when it is converted)."""
-    report = cost.estimate(*cost.isaac_workload(128, 128, unit_column=unit_column))
+    report = cost.estimate(*isaac_workload(128, 128, unit_column=unit_column))
     assert (report.arrays, report.adcs, report.dacs, report.imas) == (8, 8, 1024, 1)
     assert report.conversions_per_mac == (1 + 1 / 128 if unit_column else 1.0)
     assert report.adc_conversions == report.macs * (129 if unit_column else 128) // 128
@@ -50,7 +52,7 @@ def test_one_ima_reproduces_isaac_table_1(unit_column):
 
 def test_one_tile_reproduces_isaac_power_area_and_adc_shares():
     """A 384 x 512 layer fills the 12 IMAs of one tile (3 row-blocks x 4 column blocks)."""
-    report = cost.estimate(*cost.isaac_workload(384, 512))
+    report = cost.estimate(*isaac_workload(384, 512))
     assert (report.imas, report.tiles) == (12, 1)
     power, area = PUBLISHED_TILE
     assert report.power == pytest.approx(power, rel=0.1)
@@ -69,7 +71,7 @@ def small_product(mapping="offset", vectors=6, k=20, n=9, tile=(8, 4), widths=(1
     gen = torch.Generator().manual_seed(seed)
     if x_data is None:
         x_data = torch.randn(vectors, k, generator=gen, dtype=torch.float64)
-    w_widths = [4, 4] if mapping == "bias" else list(widths)
+    w_widths = list(widths) if MAPPINGS[mapping].sign_slice else [4, 4]
     x = SlicedData(list(widths), paral_size=tile, quant_gran="per-matrix").slice_data_imp(
         engine, x_data, transpose=True)
     mat = SlicedData(w_widths, paral_size=tile, is_weight=True).slice_data_imp(
@@ -77,7 +79,7 @@ def small_product(mapping="offset", vectors=6, k=20, n=9, tile=(8, 4), widths=(1
     return engine, x, mat
 
 
-@pytest.mark.parametrize("mapping", ["offset", "diffpair", "bias"])
+@pytest.mark.parametrize("mapping", MAPPINGS)
 def test_array_energy_is_sum_of_v_squared_g_t(mapping):
     """Physics: every read dissipates sum V^2 G over every cell of every array it drives
     (reference columns and G- arrays included), computed here cell by cell from the programmed
@@ -90,7 +92,7 @@ def test_array_energy_is_sum_of_v_squared_g_t(mapping):
     cells = [arrays.positive] + ([arrays.negative] if arrays.negative is not None else [])
     # per word line k: the conductance of every cell on it, over all arrays of its row-block
     per_line = sum(g.sum(dim=(0, 2, 4)) for g in cells).reshape(-1)[:k]
-    if mapping == "offset":
+    if MAPPINGS[mapping].reference_column:
         per_line = per_line + cfg.LGS * arrays.positive.shape[0] * arrays.positive.shape[2]
     energy = 0.0
     for value in x.q.reshape(-1, k).tolist():  # each vector
@@ -158,7 +160,7 @@ def test_all_zero_inputs_cost_no_array_energy():
 
 
 def test_components_add_up_to_the_totals():
-    for mapping in ("offset", "diffpair", "bias"):
+    for mapping in MAPPINGS:
         report = cost.estimate(*small_product(mapping), PHYSICS)
         assert set(report.energy_breakdown) == set(cost.COMPONENTS)
         assert sum(report.energy_breakdown.values()) == pytest.approx(report.energy, rel=1e-12)
@@ -171,7 +173,7 @@ def test_components_add_up_to_the_totals():
 
 
 def test_fewer_columns_per_adc_lower_adc_latency_and_raise_adc_area():
-    engine, x, mat = cost.isaac_workload(128, 128, vectors=8, unit_column=False)
+    engine, x, mat = isaac_workload(128, 128, vectors=8, unit_column=False)
     shared = cost.estimate(engine, x, mat, "isaac-32nm")
     tech = cost.Technology.preset("isaac-32nm")
     for columns in (64, 16, 1):

@@ -21,6 +21,7 @@ from mpimpy.crossbar import read_matrix, read_power
 from mpimpy.devices import read_at
 from mpimpy.devices.models import PCM, RRAM, Measured, resolve_device_model
 from mpimpy.devices.tables import EXAMPLE_TABLE, load_level_table
+from mpimpy.mapping import MAPPINGS
 from mpimpy.tracking import simulation_params
 
 YEAR = 365 * 86400.0
@@ -482,9 +483,9 @@ def test_compensation_gain_is_one_per_array_and_one_at_programming():
                                      "read_noise_scale": 0.0}, drift_compensation="global",
                        mapping="diffpair", seed=0, **NOISE_FREE)
     x, mat = operands(engine, k=128, n=96, tile=(32, 32))  # 4 row-blocks, 3 column-blocks
-    gain = engine._drift_gain(mat, torch.float64)
+    gain = engine.drift_gain(mat, torch.float64)
     assert torch.equal(gain, torch.ones_like(gain))  # t = 0: nothing drifted yet
-    gain = engine.at_time(YEAR)._drift_gain(mat, torch.float64)
+    gain = engine.at_time(YEAR).drift_gain(mat, torch.float64)
     n_a = len(engine.programmed(mat).slice_index)
     per_column = gain.view(4, n_a, 96)
     per_array = per_column.view(4, n_a, 3, 32)
@@ -540,7 +541,7 @@ def test_drifted_arrays_with_wires_and_their_energy():
                       torch.ones(1, dtype=torch.float64)) == pytest.approx(float(drive1.sum()))
 
 
-@pytest.mark.parametrize("mapping", ["offset", "diffpair", "bias"])
+@pytest.mark.parametrize("mapping", MAPPINGS)
 def test_noise_free_device_models_compute_the_exact_quantized_product(mapping, tmp_path):
     """Every model without its noise, read when nothing has drifted, is the ideal crossbar."""
     exact_table = write_table(tmp_path / "exact.csv", [
@@ -550,8 +551,8 @@ def test_noise_free_device_models_compute_the_exact_quantized_product(mapping, t
               (Measured(exact_table), dict(LGS=1e-7, HGS=3.1e-6), [0.0, YEAR])]
     for model, hardware, times in models:
         engine = DPETensor(device_model=model, mapping=mapping, seed=0, **hardware, **NOISE_FREE)
-        x, mat = operands(engine, widths=(2, 2, 2, 2) if mapping == "bias" else (1, 1, 2, 4),
-                          x_widths=(1, 1, 2, 4))
+        widths = (1, 1, 2, 4) if MAPPINGS[mapping].sign_slice else (2, 2, 2, 2)
+        x, mat = operands(engine, widths=widths, x_widths=(1, 1, 2, 4))
         exact = x.quantized_data @ mat.quantized_data
         for t in times:
             torch.testing.assert_close(engine.at_time(t)(x, mat), exact, rtol=1e-9, atol=1e-9)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mpimpy import DPETensor, SlicedData, dot
+from mpimpy.mapping import MAPPINGS
 
 
 @pytest.mark.parametrize(
@@ -59,7 +60,7 @@ def test_bad_slice_methods(widths, match):
         SlicedData(widths)
 
 
-@pytest.mark.parametrize("mapping", ["offset", "diffpair", "bias"])
+@pytest.mark.parametrize("mapping", MAPPINGS)
 def test_the_sign_slice_rule_follows_the_encoding(mapping):
     """Inputs and two's complement / sign-magnitude weights start with the 1-bit sign slice;
     offset-binary weights (the bias mapping) have none. Checked when sliced for an engine."""
@@ -69,7 +70,7 @@ def test_the_sign_slice_rule_follows_the_encoding(mapping):
     with pytest.raises(ValueError, match=r"slice_method\[0\] is the sign slice and must be 1"):
         SlicedData(widths).slice_data_imp(engine, data, transpose=True)  # an input
     weights = SlicedData(widths, is_weight=True)
-    if mapping == "bias":
+    if not MAPPINGS[mapping].sign_slice:
         weights.slice_data_imp(engine, data)  # offset binary: any widths
     else:
         with pytest.raises(ValueError, match=r"sign slice and must be 1"):
@@ -78,7 +79,7 @@ def test_the_sign_slice_rule_follows_the_encoding(mapping):
     x, mat = SlicedData([1, 3]), SlicedData(widths)
     x.slice_data_imp(engine, data)
     mat.slice_data_imp(engine, data)
-    if mapping == "bias":
+    if not MAPPINGS[mapping].sign_slice:
         engine(x, mat)
     else:
         with pytest.raises(ValueError, match="sign slice"):

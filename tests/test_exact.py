@@ -14,9 +14,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mpimpy import DPETensor, SlicedData
-from mpimpy import engine as engine_module
+from mpimpy import DPETensor, SlicedData, execution
 from mpimpy.config import INPUT_ENCODINGS
+from mpimpy.mapping import MAPPINGS as MAPPING_CLASSES
 
 
 def compositions(total_bits, max_width):
@@ -38,7 +38,9 @@ def any_splits(total_bits, max_width):
     return compositions(total_bits, max_width)
 
 
-MAPPINGS = ["offset", "diffpair", "bias", "bias+unit"]
+#: every mapping, and those that store a bias with unit columns ("bias+unit")
+MAPPINGS = [*MAPPING_CLASSES, *(f"{name}+unit" for name, mapping in MAPPING_CLASSES.items()
+                                if mapping.stores_bias)]
 
 
 def exact_g_level(widths):
@@ -52,8 +54,8 @@ def noise_free_engine(widths_w, mapping="offset", **kwargs):
     kwargs.setdefault("rdac", None)
     kwargs.setdefault("radc", None)
     kwargs.setdefault("g_level", exact_g_level(widths_w))
-    if mapping == "bias+unit":
-        mapping, kwargs["unit_column"] = "bias", True
+    if mapping.endswith("+unit"):
+        mapping, kwargs["unit_column"] = mapping.removesuffix("+unit"), True
     return DPETensor(var=0.0, vnoise=0.0, read_noise=0.0, mapping=mapping, seed=0, **kwargs)
 
 
@@ -82,15 +84,16 @@ def products(draw):
     gran_x = draw(st.sampled_from([None, "per-matrix", "per-row", (rows * 2, 3)]))
     gran_w = draw(st.sampled_from([None, "per-matrix", "per-col", (rows, 2)]))
     mapping = draw(st.sampled_from(MAPPINGS))
-    if mapping.startswith("bias"):
+    if not MAPPING_CLASSES[mapping.removesuffix("+unit")].sign_slice:
         w_widths = draw(st.sampled_from(any_splits(bits_w, 4)))
     input_encoding = draw(st.sampled_from(INPUT_ENCODINGS))
     if input_encoding == "offset_binary":
         x_widths = draw(st.sampled_from(any_splits(bits_x, 4)))
     # the integer level mapping is exact on any device that holds every slice value, whether
     # or not g_level - 1 is a multiple of 2**w - 1 (e.g. 3-bit slices on 16 levels)
-    fewest = 2 ** max(w_widths[1:] if mapping == "diffpair" and len(w_widths) > 1
-                      else w_widths)
+    # (a sign slice without an array of its own needs no levels)
+    sign_array = MAPPING_CLASSES[mapping.removesuffix("+unit")].sign_array
+    fewest = 2 ** max(w_widths[1:] if not sign_array and len(w_widths) > 1 else w_widths)
     g_level = draw(st.sampled_from([exact_g_level(w_widths), fewest, fewest + 3, 64]))
     seed = draw(st.integers(0, 2**31))
     return dict(
@@ -265,7 +268,7 @@ def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range, layou
     reads the currents in, and whether it reads whole row-blocks or (as it does for large ones)
     slice pair by slice pair and column block by column block, each range is the one of all the
     currents it converts. (float64 operands: the float read, whose integer sums are exact.)"""
-    monkeypatch.setattr(engine_module, "PAIR_MAJOR_CURRENTS",
+    monkeypatch.setattr(execution, "PAIR_MAJOR_CURRENTS",
                         0 if layout == "pair-major" else 2**62)
     widths, rows, radc, g_level = [1, 1, 2, 4], 8, 16, 16
     # Conductances that are sums of powers of two, so the engine's currents are the exact

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mpimpy import RE, DPETensor, SlicedData, release_buffers
-from mpimpy import engine as engine_module
+from mpimpy import RE, DPETensor, SlicedData, execution, release_buffers
 from mpimpy.config import CrossbarConfig
 from mpimpy.crossbar import read_currents
 
@@ -150,7 +149,7 @@ def test_programmed_conductances_kept_until_reprogrammed():
 def test_chunking_does_not_change_results(pair_major_currents, monkeypatch):
     """Chunks bound memory only: a calibrated product read in any chunks gives the same numbers,
     whichever layout its row-blocks are read in (the layout is chosen by their size alone)."""
-    monkeypatch.setattr(engine_module, "PAIR_MAJOR_CURRENTS", pair_major_currents)
+    monkeypatch.setattr(execution, "PAIR_MAJOR_CURRENTS", pair_major_currents)
     x_data, w_data = data()
     results = []
     for chunk in (10**9, 20000, 700):
@@ -294,7 +293,7 @@ def test_release_buffers_gives_the_memory_back_and_leaves_the_numbers_alone():
         return engine(*sliced_pair(engine, x_data, w_data))
 
     codes_bytes = 8 * 64 * 12500 * 4 * 4  # (Tk, rows, M, n_x) float32
-    assert codes_bytes <= engine_module.RETAINED_BUFFER_BYTES  # so kept after the product
+    assert codes_bytes <= execution.RETAINED_BUFFER_BYTES  # so kept after the product
     before = product()
     resident = psutil.Process().memory_info().rss
     released = release_buffers()
@@ -312,7 +311,7 @@ def test_products_after_a_larger_one_equal_those_with_fresh_buffers():
     limit is not kept."""
     import threading
 
-    from mpimpy import engine as engine_module
+    from mpimpy import execution
 
     x_data, w_data = data()
     big_x = torch.randn(400, 100, generator=torch.Generator().manual_seed(1))
@@ -333,12 +332,12 @@ def test_products_after_a_larger_one_equal_those_with_fresh_buffers():
     assert all(torch.equal(a, b) for a, b in zip(fresh[0], reused[0], strict=True))
     assert not torch.equal(reused[0][0], reused[0][1])  # the noise is drawn anew each time
 
-    retained = engine_module._retained.buffers
+    retained = execution._retained.buffers
     assert retained["codes"].numel() >= 2 * 64 * 400 * 4  # the big product's, still held
-    limit = engine_module.RETAINED_BUFFER_BYTES // 4
-    too_big = engine_module.retained_buffer("codes", limit + 1, torch.float32,
+    limit = execution.RETAINED_BUFFER_BYTES // 4
+    too_big = execution.retained_buffer("codes", limit + 1, torch.float32,
                                             torch.device("cpu"))
     assert too_big.numel() == limit + 1 and "codes" not in retained
-    kept = engine_module.retained_buffer("codes", 10, torch.float32, torch.device("cpu"))
-    assert engine_module.retained_buffer("codes", 10, torch.float32,
+    kept = execution.retained_buffer("codes", 10, torch.float32, torch.device("cpu"))
+    assert execution.retained_buffer("codes", 10, torch.float32,
                                          torch.device("cpu")) is kept

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import CrossbarConfig, TileShape, level_scale, validate_time
-from ..slicing import bit_slices
+from ..slicing import bit_slices, slice_weights
 from ..tiling import n_tiles, tile_weights
 from .models import DEVICE_MODELS, DeviceModel, resolve_device_model
 
@@ -148,9 +148,10 @@ def program(slices: torch.Tensor, widths, cfg: CrossbarConfig, tile: TileShape,
         generator: random source for variation and faults (and, for a device model that
             changes with time, of the seed of its later reads).
     """
-    diffpair = cfg.mapping == "diffpair"
-    check_widths(widths, cfg.g_level, "slice_method of the weights", skip_sign=diffpair)
-    index = tuple(range(1 if diffpair else 0, len(widths)))
+    mapping = cfg.weight_mapping
+    check_widths(widths, cfg.g_level, "slice_method of the weights",
+                 skip_sign=not mapping.sign_array)
+    index = mapping.stored_slices(len(widths))
     scale = torch.tensor([level_scale(widths[i], cfg.g_level, cfg.level_mapping)
                           for i in index], dtype=torch.float64,
                          device=slices.device).view(-1, 1, 1)
@@ -158,29 +159,24 @@ def program(slices: torch.Tensor, widths, cfg: CrossbarConfig, tile: TileShape,
     k, n = slices.shape[1:]
     columns = torch.arange(n, device=slices.device)
     unit_columns = 0
-    if cfg.unit_column:
+    if mapping.unit_column:
         # the bias is the offset-binary value of a zero weight, sliced like every weight
         bias = bit_slices(torch.zeros(1, 1, dtype=slices.dtype, device=slices.device), widths,
-                          "offset_binary")[list(index)].to(torch.float64)  # (n_a, 1, 1)
+                          mapping.weight_encoding)[list(index)].to(torch.float64)  # (n_a, 1, 1)
         values, columns = _with_unit_columns(values, bias, tile)
         tile = TileShape(tile.rows, tile.cols + 1)
         unit_columns = n_tiles(n, tile.cols - 1)
 
-    def levels(v):
-        return torch.round(v * scale)
-
     model, cells = cfg.device_model, {}
-    if diffpair:
-        positive, cells["positive"] = _conductance(tile_weights(levels(v=values.clamp(min=0)),
-                                                                tile), cfg, generator)
+    values, partner = mapping.split(values)
+    positive, cells["positive"] = _conductance(tile_weights(torch.round(values * scale), tile),
+                                               cfg, generator)
+    negative = None
+    if partner is not None:
         negative, cells["negative"] = _conductance(
-            tile_weights(levels(v=(-values).clamp(min=0)), tile), cfg, generator)
-    else:
-        positive, cells["positive"] = _conductance(tile_weights(levels(values), tile), cfg,
-                                                   generator)
-        negative = None
+            tile_weights(torch.round(partner * scale), tile), cfg, generator)
     reference = None
-    if cfg.mapping == "offset" and not model.exact_reference:
+    if mapping.reference_column and not model.exact_reference:
         reference, cells["reference"] = _conductance(
             torch.zeros_like(positive[..., :1]), cfg, generator, faults=False)
     device_state = None
@@ -188,8 +184,17 @@ def program(slices: torch.Tensor, widths, cfg: CrossbarConfig, tile: TileShape,
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=slices.device))
         device_state = DeviceState(model, cells, seed)
     return ProgrammedArrays(positive, negative, index, (k, n), columns, unit_columns,
-                            reference_column=cfg.mapping == "offset", reference=reference,
+                            reference_column=mapping.reference_column, reference=reference,
                             device_state=device_state)
+
+
+def level_weights(widths, arrays: ProgrammedArrays, cfg: CrossbarConfig) -> torch.Tensor:
+    """Shift-add weight of each array per conductance level, float64 ``(n_a,)``: the power of
+    two of the slice it holds (negative for a two's complement sign slice) times the value of
+    one level in units of that slice."""
+    weights = slice_weights(widths, cfg.weight_encoding)
+    return torch.tensor([weights[i] / level_scale(widths[i], cfg.g_level, cfg.level_mapping)
+                         for i in arrays.slice_index], dtype=torch.float64)
 
 
 def read_at(arrays: ProgrammedArrays, cfg: CrossbarConfig, t: float) -> ProgrammedArrays:
@@ -246,5 +251,4 @@ def _with_unit_columns(values: torch.Tensor, bias: torch.Tensor, tile: TileShape
 
 
 __all__ = ["CELL_GROUPS", "DEVICE_MODELS", "DeviceModel", "DeviceState", "ProgrammedArrays",
-           "check_widths",
-           "program", "read_at", "resolve_device_model"]
+           "check_widths", "level_weights", "program", "read_at", "resolve_device_model"]

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from ..config import _check_real
+from ..validation import check_real
 from .tables import EXAMPLE_TABLE, LevelTable, load_level_table
 
 if TYPE_CHECKING:
@@ -217,14 +217,14 @@ class PCM(DeviceModel):
             raise TypeError(f"pcm prog_coeff must be a list of numbers (uS), got "
                             f"{self.prog_coeff!r}")
         for i, c in enumerate(coeff):
-            _check_real(f"pcm prog_coeff[{i}]", c)
+            check_real(f"pcm prog_coeff[{i}]", c)
         object.__setattr__(self, "prog_coeff", tuple(float(c) for c in coeff))
-        _check_real("pcm prog_coeff_g_max_reference (uS)", self.prog_coeff_g_max_reference,
+        check_real("pcm prog_coeff_g_max_reference (uS)", self.prog_coeff_g_max_reference,
                     low=0.0, low_open=True)
-        _check_real("pcm t0 (s)", self.t0, low=0.0, low_open=True)
-        _check_real("pcm t_read (s)", self.t_read, low=0.0, low_open=True)
+        check_real("pcm t0 (s)", self.t0, low=0.0, low_open=True)
+        check_real("pcm t_read (s)", self.t_read, low=0.0, low_open=True)
         for name in ("prog_noise_scale", "read_noise_scale", "drift_scale"):
-            _check_real(f"pcm {name}", getattr(self, name), low=0.0)
+            check_real(f"pcm {name}", getattr(self, name), low=0.0)
 
     def programming_sigma(self, g_target: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
         """Standard deviation of the programming noise (siemens) at ``g_target``."""
@@ -308,10 +308,10 @@ class RRAM(DeviceModel):
     t0: float = 1.0
 
     def __post_init__(self):
-        _check_real("rram prog_sigma (fraction of HGS)", self.prog_sigma, low=0.0)
-        _check_real("rram relax_sigma (fraction of HGS per decade)", self.relax_sigma, low=0.0)
-        _check_real("rram relax_shift (per decade)", self.relax_shift, low=-1.0, low_open=True)
-        _check_real("rram t0 (s)", self.t0, low=0.0, low_open=True)
+        check_real("rram prog_sigma (fraction of HGS)", self.prog_sigma, low=0.0)
+        check_real("rram relax_sigma (fraction of HGS per decade)", self.relax_sigma, low=0.0)
+        check_real("rram relax_shift (per decade)", self.relax_shift, low=-1.0, low_open=True)
+        check_real("rram t0 (s)", self.t0, low=0.0, low_open=True)
 
     def decades(self, t: float) -> float:
         """``L = log10(1 + t / t0)``."""

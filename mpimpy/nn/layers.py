@@ -201,8 +201,7 @@ class MemLayerMixin:
     def _state_key(self):
         w = self.weight
         return (w._version, w.data_ptr(), w.dtype, w.device, tuple(w.shape),
-                int(self.prog_seed), id(self.engine), getattr(self.engine, "_id", None),
-                self.mem_settings().__repr__())
+                int(self.prog_seed), id(self.engine), self.mem_settings().__repr__())
 
     def program(self, seed: int | None = None) -> None:
         """Program the current weights now with new variation and faults.
@@ -243,6 +242,7 @@ class MemLayerMixin:
             self._program(_new_seed())
             self._key = None  # re-program for eval
         elif (self._mats is None or self._key != self._state_key()
+              or not all(self.engine.holds(mat) for mat in self._mats)
               or not torch.equal(self._programmed_weight, self.weight.detach())):
             self._program(int(self.prog_seed))
 
