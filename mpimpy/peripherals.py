@@ -495,7 +495,7 @@ class ChunkConverter:
         if self.plan.pair_major:  # (t, n_x, n_a, M', C') chunks of one column block
             values = torch.cat([c.reshape(*c.shape[:3], -1) for c in kept], -1)
             ends = rule.ends(values)
-            index = block_of[cs][:1].expand(ends[0].shape[:-1] + (1,))
+            index = block_of[cs][:1].expand(ends[0].shape + (1,))
             return tuple(v.scatter(-1, index, e.unsqueeze(-1)) for v, e in zip(
                 (low, high), ends, strict=True))
         currents = torch.cat(kept, 1) if self.per_array else None

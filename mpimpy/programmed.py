@@ -85,7 +85,7 @@ class ProgrammedWeight:
         return {**self.__dict__, "source": self.source(), "read_out": None}
 
     def __setstate__(self, state):
-        self.__dict__.update(state, source=weakref.ref(state["source"]))
+        self.__dict__.update({"adc_ranges": None, **state}, source=weakref.ref(state["source"]))
 
     def at(self, t: float) -> ReadOut:
         """The :class:`ReadOut` for reads ``t`` seconds after programming: kept while ``t``

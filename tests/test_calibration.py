@@ -96,19 +96,25 @@ def test_minmax_calibration_on_the_data_reproduces_the_batch_oracle(oracle, kwar
         assert engine.last_clipped_fraction == 0.0
 
 
-def test_pair_major_layout_reproduces_the_batch_oracle():
-    x = torch.randn(520, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    w = torch.randn(40, 128, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    out = []
-    for mode in ("batch-oracle", "calibrated"):
-        engine = DPETensor(var=0.05, radc=2**6, adc_range=mode, seed=4, chunk_elements=2**30)
-        xs = SlicedData((1, 1, 2, 4), paral_size=(32, 16)).slice_data_imp(engine, x, True)
-        ws = SlicedData((1, 1, 2, 4), paral_size=(32, 16), is_weight=True).slice_data_imp(
-            engine, w)
-        if mode == "calibrated":
-            engine.calibrate(xs, ws)
-        out.append(engine(xs, ws))
-    assert torch.equal(*out)
+def _pair_major(mode, **kwargs):
+    """A product whose row-blocks hold more than PAIR_MAJOR_CURRENTS currents: read slice pair
+    by slice pair, one column block at a time (float32, 8 one-bit slices a side)."""
+    x = torch.randn(520, 40, generator=torch.Generator().manual_seed(0))
+    w = torch.randn(40, 128, generator=torch.Generator().manual_seed(1))
+    engine = DPETensor(var=0.05, radc=2**6, adc_range=mode, seed=4, **kwargs)
+    xs = SlicedData((1,) * 8, paral_size=(64, 32)).slice_data_imp(engine, x, True)
+    ws = SlicedData((1,) * 8, paral_size=(64, 32), is_weight=True).slice_data_imp(engine, w)
+    return engine, xs, ws
+
+
+@pytest.mark.parametrize("chunking", [{}, dict(chunk_elements=50000)])
+def test_pair_major_layout_reproduces_the_batch_oracle(chunking):
+    oracle, xs, ws = _pair_major("batch-oracle", **chunking)
+    expected = oracle(xs, ws)
+    engine, xs, ws = _pair_major("calibrated", **chunking)
+    engine.calibrate(xs, ws)
+    assert torch.equal(engine(xs, ws), expected)
+    assert engine.last_read_kernel == "float32"
 
 
 def test_frozen_ranges_clip_and_say_how_much():
@@ -400,3 +406,25 @@ def test_network_calibration_is_refused_clearly():
         mnn.calibrate(_network(), torch.randn(2, 3, 6, 6))
     with pytest.raises(ValueError, match="memristive"):
         mnn.calibrate(torch.nn.Linear(2, 2), torch.randn(2, 2))
+
+
+def test_percentile_in_every_layout():
+    """The percentile rule in the pair-major layout (large row-blocks) and with one range per
+    slice pair: within the minmax ranges, and some calibration currents clip."""
+    for mode in ("calibrated", "calibrated-symmetric"):
+        engine, xs, ws = _pair_major(mode)
+        wide = engine.calibrate(xs, ws)
+        narrow = engine.calibrate(xs, ws, rule="percentile", percentile=99.0)
+        assert bool((narrow.high <= wide.high).all()) and bool((narrow.low >= wide.low).all())
+        engine(xs, ws)
+        assert 0.0 < engine.last_clipped_fraction < 0.05
+
+
+def test_a_fixed_range_has_nothing_to_calibrate():
+    from mpimpy import CrossbarMatmul
+
+    x, w = _data()
+    with pytest.raises(ValueError, match="adc_range"):
+        CrossbarMatmul(w, radc=2**6, adc_range="full").calibrate(x)
+    static = CrossbarMatmul(w, radc=2**6, adc_range="full", input_range="calibrated")
+    assert static.calibrate(x).static_range == float(x.abs().max())

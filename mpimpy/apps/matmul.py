@@ -202,8 +202,8 @@ class CrossbarMatmul(_FixedOperator):
             batches.append(torch.as_tensor(batch).to(self.engine.device))
         if self.input_range == "calibrated":
             self.static_range = input_range(batches, rule)
-        cfg = self.engine.config
-        if cfg.radc is not None and cfg.adc_range in FROZEN_ADC_RANGES:
+        # (with a fixed ADC range and nothing else to calibrate, the engine refuses)
+        if self.input_range != "calibrated" or self.engine.config.adc_range in FROZEN_ADC_RANGES:
             self.engine.calibrate([self._slice_input(b) for b in batches], self.mat, rule)
         return self
 
