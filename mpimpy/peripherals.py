@@ -232,6 +232,19 @@ def convert(currents: torch.Tensor, radc: int, bipolar: bool, saturates: bool = 
     return currents.clamp_(bottom, top)
 
 
+def clipped_currents(currents: torch.Tensor, low: torch.Tensor, high: torch.Tensor):
+    """How many ``currents`` lie outside ``[low, high]`` (bounds broadcastable to them, one
+    per range): one min/max pass over the axes each range spans, and a count only where some
+    current lies outside (an exact count costs three passes: paid only when something clips).
+    Returns an integer tensor, or 0."""
+    axes = tuple(d for d in range(currents.dim())
+                 if low.shape[d] == 1 and currents.shape[d] != 1)
+    if bool((currents.amin(axes, keepdim=True) >= low).all()) and \
+            bool((currents.amax(axes, keepdim=True) <= high).all()):
+        return 0
+    return (currents < low).logical_or_(currents > high).sum()
+
+
 def _convert_shift_add(currents: torch.Tensor, weights: torch.Tensor, radc: int | None,
                        bipolar: bool, divisor: torch.Tensor | None = None,
                        low: torch.Tensor | None = None, step: torch.Tensor | None = None,
@@ -533,8 +546,7 @@ class ChunkConverter:
             self.workspace.get("codes", currents.shape).view(currents.shape),
             "out": self.workspace.get("partial", (t * mc, cw))}
         if bounds is not None:  # (before the ADC, which may convert the currents in place)
-            self.clipped = self.clipped + (currents < bounds[0]).logical_or_(
-                currents > bounds[1]).sum()
+            self.clipped = self.clipped + clipped_currents(currents, *bounds)
             self.conversions += currents.numel()
         column_gain = None
         if self.gain is not None:  # the gain of every read column, as the currents lie
