@@ -545,9 +545,13 @@ class ChunkConverter:
             "scratch": currents if currents.is_floating_point() else
             self.workspace.get("codes", currents.shape).view(currents.shape),
             "out": self.workspace.get("partial", (t * mc, cw))}
+        saturates = self.saturates
         if bounds is not None:  # (before the ADC, which may convert the currents in place)
-            self.clipped = self.clipped + clipped_currents(currents, *bounds)
+            clipped = clipped_currents(currents, *bounds)
+            self.clipped = self.clipped + clipped
             self.conversions += currents.numel()
+            # every current within its range rounds to a code in range: no clipping pass
+            saturates = not isinstance(clipped, int)
         column_gain = None
         if self.gain is not None:  # the gain of every read column, as the currents lie
             column_gain = self.gain[ts].view(t, 1, n_a, 1, n_cols) if pair_major else \
@@ -556,7 +560,7 @@ class ChunkConverter:
         partial = convert_shift_add(
             currents, weights, self.cfg.radc, self.bipolar and array_range is None,
             divisor=pair_step if self.step_after is None else self.step_after, low=low,
-            step=step, gain=column_gain, saturates=self.saturates, pair_major=pair_major,
+            step=step, gain=column_gain, saturates=saturates, pair_major=pair_major,
             compile=self.compiled, dynamic_dim=3 if pair_major else 1, **buffers)
         if range_offset is not None:
             partial.add_(range_offset.unsqueeze(1))  # the ranges' lower ends
