@@ -1,8 +1,11 @@
 """Speed and memory of the simulated product against the plain products it costs at minimum.
 
 The original mPimPy README case: x (4000, 1000) @ W (1000, 1200), slices [1, 1, 4, 4] on both,
-64x64 arrays, an 8-bit ADC, INT and FP (bw_e=8), noise-free (var=0, vnoise=0) with a full-range
-and a calibrated ADC, and with the defaults' noise (var=0.05, vnoise=0.05) and a calibrated ADC.
+64x64 arrays, an 8-bit ADC, INT and FP (bw_e=8), noise-free (var=0, vnoise=0) and with the
+defaults' noise (var=0.05, vnoise=0.05), each with a full-range ADC, the batch oracle (each
+product's ranges found from its own batch, the ``"calibrated"`` of mPimPy before #28) and the
+calibrated ADC (ranges calibrated once on the same data, then frozen: inference reads no
+calibration).
 
 Each slice pair costs at least one plain product of the full shape, so two floors are timed in
 the same run: 16 float32 ``torch.matmul`` and, where the CPU has them, 16 int8 ``torch._int_mm``
@@ -30,7 +33,7 @@ import time
 SLICES = [1, 1, 4, 4]
 CONFIGS = [  # (format, ADC range, var, vnoise)
     (fmt, adc_range, noise, noise) for fmt in ("INT", "FP") for noise in (0.0, 0.05)
-    for adc_range in ("full", "calibrated")
+    for adc_range in ("full", "batch-oracle", "calibrated")
 ]
 
 
@@ -90,6 +93,11 @@ def measure(args) -> dict:
     mat = SlicedData(torch.tensor(SLICES), bw_e=bw_e)
     x.slice_data_imp(engine, x_data, transpose=True)
     mat.slice_data_imp(engine, mat_data)
+    calibrate_s = None
+    if args.adc_range == "calibrated":  # once, before inference, as a chip is trimmed
+        start = time.perf_counter()
+        engine.calibrate(x, mat)
+        calibrate_s = time.perf_counter() - start
     engine(x, mat)  # warm-up: programs the weights once, as a real chip would (and compiles)
     sim_times, plain_times = [], []
     for _ in range(args.repeats):  # interleaved with the float floor: same load on both
@@ -104,7 +112,7 @@ def measure(args) -> dict:
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {"sim_s": min(sim_times), "plain_s": min(plain_times), "peak_gb": peak_gb,
             "RE": RE(x_data @ mat_data, result), "kernel": engine.last_read_kernel,
-            "convert": engine.last_convert_kernel}
+            "convert": engine.last_convert_kernel, "calibrate_s": calibrate_s}
 
 
 def main():
@@ -150,10 +158,10 @@ def main():
           "floor; int8 _int_mm " + (f"{f['rows_int8_s']:.3f} s = "
                                     f"{f['rows_int8_s'] / f['fp32_s']:.2f} x" if int8 else "n/a"))
     print()
-    print(f"{'format':6} {'ADC range':10} {'var':>5} {'vnoise':>6} {'sim s':>7} "
-          f"{'x fp32':>7} {'x int8':>7} {'x full':>7} {'peak GB':>8} {'RE':>8}  "
-          "read, ADC + shift-add")
-    full_ratio = {}
+    print(f"{'format':6} {'ADC range':12} {'var':>5} {'vnoise':>6} {'sim s':>7} "
+          f"{'x fp32':>7} {'x int8':>7} {'x full':>7} {'x oracle':>8} {'peak GB':>8} "
+          f"{'RE':>8}  read, ADC + shift-add")
+    full_ratio, oracle_ratio = {}, {}
     for fmt, adc_range, var, vnoise in CONFIGS:
         for compiled in ("off", "on") if args.compile == "both" else (args.compile,):
             r = child("--fmt", fmt, "--adc-range", adc_range, "--var", str(var),
@@ -161,15 +169,21 @@ def main():
             ratio = r["sim_s"] / r["plain_s"]  # against the float floor timed beside it
             if adc_range == "full":
                 full_ratio[fmt, var, compiled] = ratio
+            if adc_range == "batch-oracle":
+                oracle_ratio[fmt, var, compiled] = ratio
             vs_full = "" if adc_range == "full" else \
                 f"{ratio / full_ratio[fmt, var, compiled]:.2f}"
+            vs_oracle = "" if adc_range != "calibrated" else \
+                f"{ratio / oracle_ratio[fmt, var, compiled]:.2f}"
             vs_int8 = f"{r['sim_s'] / f['int8_s']:.2f}" if int8 else "n/a"
-            print(f"{fmt:6} {adc_range:10} {var:5.2f} {vnoise:6.2f} {r['sim_s']:7.2f} "
-                  f"{ratio:7.2f} {vs_int8:>7} {vs_full:>7} {r['peak_gb']:8.2f} "
-                  f"{r['RE']:8.4f}  {r['kernel']}, {r['convert']}")
+            calibration = "" if r["calibrate_s"] is None else \
+                f"; calibration {r['calibrate_s']:.2f} s"
+            print(f"{fmt:6} {adc_range:12} {var:5.2f} {vnoise:6.2f} {r['sim_s']:7.2f} "
+                  f"{ratio:7.2f} {vs_int8:>7} {vs_full:>7} {vs_oracle:>8} {r['peak_gb']:8.2f} "
+                  f"{r['RE']:8.4f}  {r['kernel']}, {r['convert']}{calibration}")
     print("x fp32: against 16 float32 matmul timed beside it; x int8: against 16 int8 _int_mm "
-          "(floors above); x full: calibrated against the full range with the same noise and "
-          "kernels")
+          "(floors above); x full, x oracle: against the full range and the batch oracle with "
+          "the same noise and kernels")
 
 
 if __name__ == "__main__":

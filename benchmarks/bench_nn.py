@@ -2,7 +2,10 @@
 
 The small CNN of ``mpimpy.nn.models`` trained in software on the MNIST subset (cached; see
 ``mpimpy.nn.pretrained``), converted with INT8 slicing [1, 1, 2, 4] on inputs and weights
-(``n_x = n_m = 4`` slices), g_level 16, var 0.05, an 8-bit calibrated ADC. Each slice pair costs
+(``n_x = n_m = 4`` slices), g_level 16, var 0.05, an 8-bit ADC: calibrated once on 1,000
+training images (``mnn.calibrate``, timed against one inference pass) and frozen, and, interleaved
+with it, the batch oracle (each product's ranges found from its own batch, the ``"calibrated"`` of
+mPimPy before #28). Each slice pair costs
 at least one plain product, so the floor is ``n_x * n_m`` times the plain model's inference
 time; both are timed on the 1,000 test images in the same run (best of ``--repeats``,
 interleaved) and their ratio is printed, with the accuracies and where the simulated time goes
@@ -26,7 +29,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--vnoise", type=float, default=0.0)
     parser.add_argument("--var", type=float, default=0.05)
-    parser.add_argument("--adc-range", default="calibrated", dest="adc_range")
+    parser.add_argument("--adc-range", choices=["both", "calibrated", "batch-oracle"],
+                        default="both", dest="adc_range",
+                        help="the frozen calibrated ADC, the batch oracle, or both interleaved")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", choices=["both", "off", "on"], default="both",
@@ -44,16 +49,22 @@ def main():
     data = load_mnist()
     model, info = mnn.pretrained("cnn", data, seed=args.seed)
     slices = [1, 1, 2, 4]
-    variants = ("uncompiled", "compiled") if args.compile == "both" else (
+    kernels = ("uncompiled", "compiled") if args.compile == "both" else (
         "compiled" if args.compile == "on" else "uncompiled",)
-    models, engines = {}, {}
+    ranges = ("batch-oracle", "calibrated") if args.adc_range == "both" else (args.adc_range,)
+    variants = [f"{mode}, {kernel}" for mode in ranges for kernel in kernels]
+    models, engines, calibration_s = {}, {}, {}
     for variant in variants:
+        mode, kernel = variant.split(", ")
         engine = DPETensor(var=args.var, vnoise=args.vnoise, g_level=16, radc=2**8,
-                           adc_range=args.adc_range, seed=args.seed,
-                           compile=variant == "compiled")
+                           adc_range=mode, seed=args.seed, compile=kernel == "compiled")
         engines[variant] = engine
         models[variant] = mnn.convert(model, engine, xblk=slices, mblk=slices,
                                       seed=args.seed).eval()
+        if mode == "calibrated":  # once, on training images, before inference
+            start = time.perf_counter()
+            mnn.calibrate(models[variant], data.x_train[:1000])
+            calibration_s[variant] = time.perf_counter() - start
     x, y = data.x_test, data.y_test
     floor = len(slices) * len(slices)
 
@@ -100,10 +111,13 @@ def main():
         sim_s = min(sim[variant])
         best = sim[variant].index(sim_s)
         acc_hw = float((outputs[variant].argmax(1) == y).double().mean())
-        print(f"converted model, {variant:10}:     {sim_s * 1e3:9.1f} ms "
+        calibration = "" if variant not in calibration_s else \
+            f"; calibration on 1,000 images {calibration_s[variant] * 1e3:.1f} ms = " \
+            f"{calibration_s[variant] / sim_s:.2f} x one inference pass"
+        print(f"converted model, {variant:24}: {sim_s * 1e3:9.1f} ms "
               f"(in MapReduceDot {in_engine[variant][best] * 1e3:.1f} ms, "
               f"{100 * in_engine[variant][best] / sim_s:.0f} %; accuracy {acc_hw:.4f}); "
-              f"ratio to {floor} x plain: {sim_s / (plain_s * floor):.2f}")
+              f"ratio to {floor} x plain: {sim_s / (plain_s * floor):.2f}{calibration}")
 
 
 if __name__ == "__main__":

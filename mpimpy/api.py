@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .calibration import FROZEN_ADC_RANGES
 from .config import CrossbarConfig
 from .engine import DPETensor
 from .slicing import SlicedData, parse_slice_method
@@ -17,11 +18,26 @@ DOT_DEFAULTS = CrossbarConfig.overrides(
     var=0.05,  # 5 % lognormal programming spread: RRAM after write-verify
     mapping="diffpair",  # signed weights on G+/G- pairs: no cancelling two's complement slices
     input_encoding="sign_magnitude",  # signed inputs as +-V: no sign slice to read
-    adc_range="calibrated",  # every ADC trimmed to the currents it converts
+    adc_range="calibrated",  # every ADC trimmed once, on calibration data (DOT_CALIBRATION)
     radc=2**8,  # 8-bit ADCs
     rdac=2**4,  # 4-bit DACs
     vnoise=0.0,  # no DAC voltage noise
 )
+
+
+#: What ``mpimpy.dot``'s chip is calibrated on (a frozen ``adc_range``): this many standard
+#: normal vectors of ``a``'s length, drawn from the engine's seed and sliced as ``a`` is
+#: (scaled per vector by default). Never ``a`` itself, so that no row of ``a`` changes the
+#: answer for another.
+DOT_CALIBRATION_VECTORS = 64
+
+
+def calibration_inputs(engine: DPETensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """``mpimpy.dot``'s calibration set: :data:`DOT_CALIBRATION_VECTORS` standard normal
+    vectors ``(V, k)``, the same for the same engine seed, on the engine's device."""
+    generator = torch.Generator().manual_seed(engine.seed)
+    return torch.randn(DOT_CALIBRATION_VECTORS, k, generator=generator, dtype=torch.float64
+                       ).to(device=engine.device, dtype=dtype)
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -46,8 +62,8 @@ class _StraightThrough(torch.autograd.Function):
 
 
 def dot(a, b, engine: DPETensor | None = None, xblk=(1, 1, 2, 4), mblk=(1, 1, 2, 4),
-        bw_e: int | None = None, paral_size=(64, 64), quant_gran=None, device=None,
-        **engine_kwargs):
+        bw_e: int | None = None, paral_size=(64, 64), quant_gran=None,
+        x_quant_gran="per-vector", device=None, **engine_kwargs):
     """Simulated ``np.dot(a, b)``: ``b`` is programmed into crossbars and ``a`` drives them.
 
     Every call programs ``b`` anew: device variation and stuck cells are drawn again, so with
@@ -62,13 +78,18 @@ def dot(a, b, engine: DPETensor | None = None, xblk=(1, 1, 2, 4), mblk=(1, 1, 2,
         engine: the engine to use; by default one is made from :data:`DOT_DEFAULTS` updated
             with ``engine_kwargs`` (any :class:`~mpimpy.engine.DPETensor` setting): 5 %
             programming variation, differential pairs, sign-magnitude inputs, calibrated 8-bit
-            ADCs, 4-bit DACs, about 4.5 % relative error on standard normal data. The weights
-            are programmed anew on every call (new variation unless ``seed`` is given).
+            ADCs, 4-bit DACs. The weights are programmed anew on every call (new variation
+            unless ``seed`` is given) and, with a frozen ``adc_range`` ("calibrated"), their ADC
+            ranges calibrated (minmax) on :func:`calibration_inputs`, never on ``a``: each row
+            of ``a`` gets the answer it would get alone.
         xblk, mblk: slice widths of ``a`` and ``b``, most significant (sign) first.
         bw_e: exponent bits for block floating point on both operands; ``None`` for INT.
         paral_size: array size (rows, cols).
-        quant_gran: quantization blocks for both operands (see
-            :class:`~mpimpy.slicing.SlicedData`).
+        quant_gran: quantization blocks of ``b`` (see :class:`~mpimpy.slicing.SlicedData`;
+            default one block per array tile).
+        x_quant_gran: quantization blocks of ``a``: default ``"per-vector"``, each row scaled
+            by its own maximum on each array (a digital max-finder per vector);
+            ``"batch-oracle"`` is the original's block across rows, an oracle no chip has.
         device: where the engine made here simulates (default: ``a``'s device for torch
             input, the CPU for numpy input).
 
@@ -122,12 +143,16 @@ def dot(a, b, engine: DPETensor | None = None, xblk=(1, 1, 2, 4), mblk=(1, 1, 2,
     engine.check_weight_widths(mblk, "mblk")
     ta, tb = ta.to(device=engine.device, dtype=dtype), tb.to(device=engine.device, dtype=dtype)
 
-    x = SlicedData(xblk, bw_e=bw_e, paral_size=paral_size, quant_gran=quant_gran,
-                   device=engine.device)
+    def sliced(data):
+        return SlicedData(xblk, bw_e=bw_e, paral_size=paral_size, quant_gran=x_quant_gran,
+                          device=engine.device).slice_data_imp(engine, data, transpose=True)
+
+    x = sliced(ta)
     mat = SlicedData(mblk, bw_e=bw_e, paral_size=paral_size, quant_gran=quant_gran,
                      device=engine.device, is_weight=True)
-    x.slice_data_imp(engine, ta, transpose=True)
     mat.slice_data_imp(engine, tb)
+    if engine.config.radc is not None and engine.config.adc_range in FROZEN_ADC_RANGES:
+        engine.calibrate(sliced(calibration_inputs(engine, tb.shape[0], dtype)), mat)
     y = engine(x, mat)
     if ta.requires_grad or tb.requires_grad:
         y = _StraightThrough.apply(y, ta, tb)

@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from .calibration import FROZEN_ADC_RANGES, ORACLE_ADC_RANGES
 from .mapping import MAPPINGS as MAPPING_CLASSES
 from .mapping import Mapping, resolve_mapping
 from .validation import check_int, check_real
@@ -33,7 +34,7 @@ def resolve_device(device) -> torch.device:
     if device.type == "cuda" and device.index is None and torch.cuda.is_available():
         device = torch.device("cuda", torch.cuda.current_device())
     return device
-ADC_RANGE_MODES = ("full", "calibrated", "calibrated-symmetric")
+ADC_RANGE_MODES = ("full",) + FROZEN_ADC_RANGES + ORACLE_ADC_RANGES
 #: How inputs are cut into slices and driven (see ``input_encoding``).
 INPUT_ENCODINGS = ("twos_complement", "sign_magnitude", "offset_binary")
 #: How the outputs of drifted arrays are corrected (see ``drift_compensation``).
@@ -182,17 +183,22 @@ class CrossbarConfig:
             Number of ADC levels (radc=2**8 is an 8-bit ADC); >= 2 (>= 3 when the ADC is
             bipolar: ``mapping="diffpair"`` or ``input_encoding="sign_magnitude"``, whose
             currents take both signs). ``None`` is an ideal ADC.
-        adc_range : "full", "calibrated", "calibrated-symmetric" or float in (0, 1]
+        adc_range : one of :data:`ADC_RANGE_MODES` or float in (0, 1]
             Range of the ADC. ``"full"``: the worst case ``(HGS - LGS) * vread * rows`` (every
             cell at HGS, every input at ``vread``; ``[0, full]``, or ``[-full, full]`` for a
-            bipolar ADC), as the original mPimPy. ``"calibrated"``: for each slice pair,
-            ``[min, max]`` of the currents that pair produces in the product being computed,
-            with all ``radc`` levels spread over it (a range trimmed on this workload: an ADC with
-            an adjustable offset and gain, as in CrossSim's calibrated ADC).
-            ``"calibrated-symmetric"``: the range keeps zero current at code 0: ``[0, max]``
-            (unipolar; negative currents clip to 0) or ``[-max|I|, max|I|]`` with
-            ``(radc - 1) // 2`` levels a side (bipolar), the calibrated range of earlier
-            mPimPy versions (an ADC with a trimmed gain but a fixed zero). A float ``f``: a
+            bipolar ADC), as the original mPimPy. ``"calibrated"``: each array (row-block,
+            slice pair, column block) converts over ``[low, high]``, with all ``radc`` levels
+            spread over it, set by the calibration stage from calibration data and frozen on
+            the programmed weights (:meth:`mpimpy.engine.DPETensor.calibrate`; an ADC with an
+            adjustable offset and gain, as in CrossSim's calibrated ADC). A product on weights
+            that were never calibrated calibrates them on its own inputs first (minmax rule)
+            and warns once. ``"calibrated-symmetric"``: frozen too, one range per slice pair
+            that keeps zero current at code 0: ``[0, max]`` (unipolar; negative currents clip
+            to 0) or ``[-max|I|, max|I|]`` with ``(radc - 1) // 2`` levels a side (bipolar).
+            ``"batch-oracle"`` / ``"batch-oracle-symmetric"``: the same ranges found at every
+            product from the currents of its whole batch (the ``"calibrated"`` modes of mPimPy
+            before calibration was a stage): an upper-bound oracle no chip has, since each
+            answer then depends on its batch (:mod:`mpimpy.calibration`). A float ``f``: a
             fixed range of ``f`` times the full range (a range calibrated once, offline).
             Currents beyond the range saturate at the end codes, as a real ADC.
         vread : float
@@ -235,7 +241,7 @@ class CrossbarConfig:
             as a circuit (see :mod:`mpimpy.crossbar` for the topology) when it is programmed.
             The ADC's full scale stays the ideal-wire worst case: the ADC knows nothing of the
             wires, so IR drop shows up as the gain loss it causes on an uncompensated chip
-            (``adc_range="calibrated"`` follows the dropped currents instead).
+            (a calibrated ``adc_range`` is set on the dropped currents instead).
     """
 
     HGS: float = setting(1e-5, "S", "> LGS")

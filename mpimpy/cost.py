@@ -23,7 +23,8 @@ Events (per product)
       subtracted as currents before the ADC and are not converted; the bias mapping's unit
       column is);
     * accumulations: adding each row-block's partial result into the output (and, with the
-      bias mapping's digital bias, summing the inputs and subtracting the bias);
+      bias mapping's digital bias, summing the inputs and subtracting the bias; and, for
+      inputs scaled by their own data, the max-finder's comparison per input element);
     * buffer traffic in bits: inputs into each array group's input register and partial
       results out of its output register (the IMA level), inputs from and outputs to the
       tile's eDRAM, over the bus and the router;
@@ -461,6 +462,8 @@ def report(schedule: Schedule, technology: Technology | str = "isaac-32nm") -> C
         accumulations += s.vectors * s.k * len(s.input_widths) + s.vectors * s.n * s.row_blocks
     if s.input_bias:  # subtract the inputs' bias times the column's weight sum, per output
         accumulations += s.vectors * s.n * s.row_blocks
+    if s.input_max_finder:  # the inputs' scales: one comparison per input element
+        accumulations += s.vectors * s.k
     input_bits = s.input_bits
     input_buffer_bits = s.vectors * s.k * input_bits * s.column_blocks
     output_buffer_bits = s.vectors * s.n * s.row_blocks * tech.output_bits

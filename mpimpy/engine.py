@@ -50,8 +50,14 @@ from dataclasses import fields
 
 import torch
 
+from .calibration import (
+    PER_ARRAY_ADC_RANGES,
+    CalibrationRule,
+    check_calibration,
+    product_ranges,
+)
 from .compat import OriginalEngineAttributes, engine_signature
-from .config import CrossbarConfig, EngineOptions, resolve_device, validate_time
+from .config import CrossbarConfig, EngineOptions, validate_time
 from .cost import report, resolve_technology
 from .crossbar import ChunkReader, exact_read
 from .devices import ProgrammedArrays, check_widths, level_weights, program
@@ -59,16 +65,24 @@ from .execution import Workspace, plan_chunks, retained_buffer
 from .peripherals import (
     ChunkConverter,
     adc_full_scale,
+    bias_levels,
     convert_shift_add,
     drive,
     driven_shape,
     input_weights,
+    operand_biases,
     shift_add_first,
 )
 from .programmed import ProgrammedWeight, Programs
 from .schedule import Schedule, product_schedule
-from .slicing import SlicedData, bit_slices, check_sign_slice, encoding_bias
-from .tiling import check_block_alignment, weight_sums
+from .slicing import (
+    SlicedData,
+    bit_slices,
+    check_operand,
+    check_sign_slice,
+    product_shape,
+)
+from .tiling import check_block_alignment
 
 #: ``DPETensor(...)``'s arguments: every setting, in the original's positional order
 _SIGNATURE = engine_signature()
@@ -125,6 +139,9 @@ class DPETensor(OriginalEngineAttributes):
         self.last_cost = None
         self.last_read_kernel: str | None = None
         self.last_convert_kernel: str | None = None
+        #: the fraction of the last product's conversions whose current lay outside its
+        #: frozen ADC range (saturated at an end code); ``None`` without frozen ranges
+        self.last_clipped_fraction: float | None = None
         self._programs = Programs()  # the weight operands this engine has programmed
 
     __init__.__signature__ = _SIGNATURE
@@ -137,14 +154,11 @@ class DPETensor(OriginalEngineAttributes):
                 f"device='{self.device}'{tech})")
 
     def at_time(self, t: float) -> DPETensor:
-        """Read the programmed arrays ``t`` seconds after their programming from now on.
-
-        ``t`` is finite and >= 0 (validated here). Nothing is programmed again: the
-        conductances that programming drew are kept, and the device model computes what a read
-        sees at ``t`` (for ``lognormal``, the same conductances at every time). The same
-        programming read at the same time gives bit-identical results. Returns the engine, so
-        ``engine.at_time(3600)(x, mat)`` reads one hour after programming.
-        """
+        """Read the programmed arrays ``t`` seconds (finite, >= 0) after their programming from
+        now on. Nothing is programmed again: the device model computes what a read sees at
+        ``t`` from the conductances programming drew (for ``lognormal``, the same at every
+        time); the same programming read at the same time gives bit-identical results. Returns
+        the engine: ``engine.at_time(3600)(x, mat)`` reads one hour after programming."""
         self.t_inference = validate_time(t)
         return self
 
@@ -183,54 +197,63 @@ class DPETensor(OriginalEngineAttributes):
         """Whether this engine's arrays hold ``mat`` (programmed here, not sliced anew since)."""
         return self._programs.get(mat) is not None
 
-    def _programmed(self, mat: SlicedData) -> ProgrammedWeight:
-        """``mat``'s programmed state, programming it first if this engine has not yet."""
+    def programmed_state(self, mat: SlicedData) -> ProgrammedWeight:
+        """``mat``'s programmed state (arrays, frozen ADC ranges: :class:`ProgrammedWeight`),
+        programming it first if this engine has not yet."""
         if not self.holds(mat):
             self.program(mat)
         return self._programs.get(mat)
 
     def programmed(self, mat: SlicedData) -> ProgrammedArrays:
         """The arrays holding ``mat``, programming it first if this engine has not yet."""
-        return self._programmed(mat).arrays
+        return self.programmed_state(mat).arrays
 
     def read_arrays(self, mat: SlicedData) -> ProgrammedArrays:
         """``mat``'s arrays as a read at ``t_inference`` sees them (programming ``mat`` first if
         this engine has not yet): :func:`mpimpy.devices.read_at`."""
-        return self._programmed(mat).at(self.t_inference).arrays
+        return self.programmed_state(mat).at(self.t_inference).arrays
 
     def drift_gain(self, mat: SlicedData, dtype: torch.dtype = torch.float64):
         """The digital gain of every converted column of ``mat``'s arrays at ``t_inference``,
         ``(Tk, n_a * C)``, or ``None``: :meth:`mpimpy.programmed.ProgrammedWeight.drift_gain`."""
-        return self._programmed(mat).drift_gain(self.t_inference, dtype)
+        return self.programmed_state(mat).drift_gain(self.t_inference, dtype)
 
     def effective_weights(self, mat: SlicedData, dtype: torch.dtype = torch.float64
                           ) -> torch.Tensor:
         """The weights ``mat``'s programmed conductances hold, in the units of ``mat.data``.
 
-        This is the matrix an ideal read multiplies by (exact DACs and ADCs, no read noise):
-        ``mat.quantized_data`` changed by programming variation, stuck-at faults, the device
-        model's drift at ``t_inference`` (and the drift compensation's gains) and, with wire
-        resistance, IR drop. Noise-free, it equals ``mat.quantized_data``. Programs ``mat``
-        first if this engine has not yet.
-
-        Returns:
-            ``(K, N)`` (or ``(K,)`` for a 1-D ``mat``) in ``dtype``, on the engine's device.
+        The matrix an ideal read multiplies by (exact DACs and ADCs, no read noise):
+        ``mat.quantized_data`` changed by programming variation, stuck-at faults, drift at
+        ``t_inference`` (and its compensation's gains) and IR drop; programs ``mat`` first if
+        needed. Returns ``(K, N)`` (``(K,)`` for a 1-D ``mat``) in ``dtype``, on the device.
         """
         self._check_weights(mat)
-        state = self._programmed(mat)
+        state = self.programmed_state(mat)
         _, scale_w, _ = mat.role_matrix("weight", mat.paral_size.rows)  # (Tk, N)
         w_weight = level_weights(mat.slice_method, state.arrays, self.config)
         weights = state.effective_weights(self.t_inference, dtype, w_weight,
-                                          self._bias_levels(mat, w_weight), scale_w)
+                                          bias_levels(self.config, mat.slice_method, w_weight),
+                                          scale_w)
         return weights[:, 0] if mat.data.dim() == 1 else weights
 
-    def _bias_levels(self, mat: SlicedData, w_weight: torch.Tensor) -> float:
-        """What a read of ``mat``'s arrays holds beyond the weights, per unit of input, in
-        weight units (:meth:`mpimpy.mapping.Mapping.bias_levels`)."""
-        cfg = self.config
-        return cfg.weight_mapping.bias_levels(
-            encoding_bias(mat.slice_method, cfg.weight_encoding), cfg.LGS / cfg.level_step,
-            w_weight)
+    # -- calibration: the ADC ranges, frozen on the programmed weights -----------------------
+    def calibrate(self, x, mat: SlicedData, rule: str | CalibrationRule = "minmax",
+                  percentile: float | None = None, accumulate: bool = False):
+        """Set ``mat``'s ADC ranges from the sliced input ``x`` (or an iterable of such
+        batches) by ``rule`` (``"minmax"``, or ``"percentile"`` with ``percentile`` in
+        [50, 100]) and freeze them on its programmed state (:mod:`mpimpy.calibration`);
+        ``accumulate`` adds to the ranges of earlier calls. Each batch is read as a product is
+        (its Schedule in ``last_schedule``: calibration costs its reads and conversions).
+        Returns the :class:`~mpimpy.calibration.AdcRanges` (``None`` for ``radc=None``)."""
+        rule = CalibrationRule.resolve(rule, percentile)
+        batches = check_calibration(self.config, [x] if isinstance(x, SlicedData) else list(x))
+        self._check_weights(mat)
+        state = self.programmed_state(mat)
+        if not accumulate:
+            state.adc_ranges = None
+        for batch in batches:
+            self._product(batch, mat, rule)
+        return state.adc_ranges
 
     # -- the whole pipeline -------------------------------------------------------------------
     def __call__(self, x: SlicedData, mat: SlicedData) -> torch.Tensor:
@@ -247,8 +270,12 @@ class DPETensor(OriginalEngineAttributes):
             ``(..., M, N)`` (or without the dims that were 1-D), in ``x.data``'s floating dtype
             (float64 for integer data), on the engine's device.
         """
+        return self._product(x, mat)
+
+    def _product(self, x: SlicedData, mat: SlicedData, rule: CalibrationRule | None = None):
+        """The product, or with ``rule`` a calibration read of ``x`` (nothing converted)."""
         cfg, mapping = self.config, self.config.weight_mapping
-        self._check_operand(x, "x")
+        check_operand(x, "x", self.device)
         self.check_input_widths(x.slice_method, "x.slice_method")
         self._check_weights(mat)
         # stages 1-2: the quantized, sliced operands, K in row-blocks of the arrays' rows
@@ -259,10 +286,7 @@ class DPETensor(OriginalEngineAttributes):
             raise ValueError(f"inner dimensions differ: x has K={qx.shape[1]} but mat has "
                              f"K={q_w.shape[0]}")
         k, n = q_w.shape
-        out_dtype = x.data.dtype if x.data.is_floating_point() else torch.float64
-        out_shape = x.data.shape[:-1] + ((n,) if mat.data.dim() == 2 else ())
-        if x.data.dim() == 1 and not x.transpose:
-            out_shape = (n,) if mat.data.dim() == 2 else ()
+        out_shape, out_dtype = product_shape(x, mat)
         if qx.shape[0] == 0 or k == 0 or n == 0:
             # empty operands: no array is read (no schedule, no cost), and the product is what
             # torch.matmul returns
@@ -274,7 +298,7 @@ class DPETensor(OriginalEngineAttributes):
 
         # stage 3: program (once per weight) and the matrices one read at t multiplies by
         fresh = not self.holds(mat)
-        state = self._programmed(mat)
+        state = self.programmed_state(mat)
         arrays, t = state.arrays, self.t_inference
         measure_power = self.measure_power or (
             self.technology is not None and self.technology.array_energy_per_cell is None)
@@ -313,17 +337,10 @@ class DPETensor(OriginalEngineAttributes):
         full_scale = adc_full_scale(dac_full, tile.rows, cfg)
         self.last_schedule = product_schedule(
             cfg, x.slice_method, mat.slice_method, arrays, codes, dac_full, fresh,
-            drive_admittance[0] if measure_power else None)
-        # What the biases of offset-binary operands add, in the units of the shift-added
-        # result: the weights' bias times each vector's input sum, per row-block (Tk, M), and
-        # the inputs' bias times each column's weight sum, per row-block (Tk, N)
-        bias_per_vector = bias_per_column = None
-        if mapping.digital_bias:
-            bias_per_vector = (code_sums.double() @ x_weight.to(codes.device)).mul_(
-                self._bias_levels(mat, w_weight)).to(dtype)
-        if cfg.input_encoding == "offset_binary":
-            bias_per_column = weight_sums(q_w, tile.rows).mul_(
-                encoding_bias(x.slice_method, cfg.input_encoding)).to(dtype)
+            drive_admittance[0] if measure_power else None, x.static_range is not None)
+        bias_per_vector, bias_per_column = operand_biases(
+            cfg, x.slice_method, mat.slice_method, q_w, code_sums, x_weight, w_weight, tile.rows,
+            dtype)
 
         if cfg.radc is None and cfg.read_noise == 0:  # a linear read: shift-add first
             codes, matrix, x_weight, w_weight = shift_add_first(codes, matrix, gain, x_weight,
@@ -335,11 +352,12 @@ class DPETensor(OriginalEngineAttributes):
         n_cols = matrix.shape[-1] // n_a
         exact = exact_read(codes, integer_matrix)  # (int8 matrix, largest |current|) or None
         plan = plan_chunks(codes, n_a, n_cols, arrays.tile.cols, cfg.radc is not None
-                           and cfg.adc_range == "calibrated", exact is not None,
+                           and cfg.adc_range in PER_ARRAY_ADC_RANGES, exact is not None,
                            arrays.unit_columns, self.chunk_elements, self.read_kernel)
         self.last_read_kernel = plan.kernel
         workspace = Workspace(codes.dtype, self.device)
         compiled = self.compile and convert_shift_add.runs_compiled(self.device)
+        frozen, recorder = product_ranges(cfg, state, rule, codes.shape, n_a, self.device)
         converter = ChunkConverter(
             cfg, codes, pair_weight=(x_weight.view(-1, 1) * w_weight.view(1, -1)).flatten(),
             full_scale=full_scale, n_a=n_a, n_cols=n_cols, n=n_cols - arrays.unit_columns,
@@ -347,17 +365,21 @@ class DPETensor(OriginalEngineAttributes):
             scale_x=scale_x.to(dtype), scale_w=scale_w.to(dtype),
             bias_per_vector=bias_per_vector, bias_per_column=bias_per_column, gain=gain,
             calibration_elements=self.calibration_elements, compiled=compiled,
-            generator=self.generator)
+            generator=self.generator, frozen=frozen, recorder=recorder)
         reader = ChunkReader(codes, exact[0] if plan.int8_read else matrix, noise_matrix, n_a,
                              plan, workspace, cfg.read_noise, self.generator)
         y = torch.zeros(codes.shape[2], n_cols - arrays.unit_columns, dtype=codes.dtype,
                         device=self.device)
         for group in plan.groups:
             ranges, kept = converter.ranges(group, reader)  # a calibrated ADC reads first
-            for index, chunk in enumerate(group):
+            for index, chunk in enumerate(group if rule is None else ()):
                 currents = reader.read(chunk) if kept is None else kept[index]
                 converter.add(y, chunk, currents, **ranges)
             del kept  # the next group's currents take their place
+        if recorder is not None:  # freeze the ranges found (with those of earlier batches)
+            recorder.freeze(state)
+        self.last_clipped_fraction = None if frozen is None else \
+            float(converter.clipped / max(converter.conversions, 1))
         # (a compile that fails falls back to the eager passes, and says so from now on)
         self.last_convert_kernel = "compiled" if self.compile and \
             convert_shift_add.runs_compiled(self.device) else "eager"
@@ -367,21 +389,12 @@ class DPETensor(OriginalEngineAttributes):
 
     def _check_weights(self, mat):
         """``mat`` must be a sliced operand on this device, 1-D or 2-D (it is programmed)."""
-        self._check_operand(mat, "mat")
+        check_operand(mat, "mat", self.device)
         if mat.data.dim() > 2:
             raise ValueError(f"mat must be 1-D or 2-D (the programmed weights), got shape "
                              f"{tuple(mat.data.shape)}")
         self.check_weight_widths(mat.slice_method, "mat.slice_method")
 
-    def _check_operand(self, operand, name):
-        if not isinstance(operand, SlicedData):
-            raise TypeError(f"{name} must be a SlicedData, got {type(operand).__name__}")
-        if operand.data is None:
-            raise ValueError(f"{name} has not been sliced: call {name}.slice_data_imp(engine, "
-                             f"data) first")
-        if resolve_device(operand.data.device) != self.device:
-            raise ValueError(f"{name} is on {operand.data.device} but the engine runs on "
-                             f"{self.device}; pass device= to both")
 
 
 __all__ = ["DPETensor"]

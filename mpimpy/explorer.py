@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import tracking
+from .calibration import FROZEN_ADC_RANGES
 from .config import ADC_RANGE_MODES, DEFAULT_VAR, INPUT_ENCODINGS, MAPPINGS, CrossbarConfig
 from .engine import DPETensor
 from .metrics import all_metrics
@@ -52,7 +53,8 @@ EXPLORER_DEFAULTS = {
     # model: the slider needs that number
     "var": DEFAULT_VAR,
     # the worst-case range leaves most ADC levels unused on random data, so every figure would
-    # show ADC rounding first; calibrated, each slider's own effect shows
+    # show ADC rounding first; calibrated (on a calibration batch), each slider's own effect
+    # shows
     "adc_range": "calibrated",
 }
 #: The hardware settings, in :class:`CrossbarConfig`'s order (all of them are settings of the
@@ -157,18 +159,26 @@ def parse_slices(text: str, name: str) -> list[int]:
 
 
 def simulate(settings: ExplorerSettings) -> ExplorerResult:
-    """One simulated product on standard-normal data drawn from ``settings.seed``."""
+    """One simulated product on standard-normal data drawn from ``settings.seed``: inputs
+    scaled per vector; a frozen ADC range (``"calibrated"``) is calibrated first on another
+    standard-normal batch of the same size, drawn from the same seed (never on ``x``)."""
     gen = torch.Generator().manual_seed(settings.seed)
     x_data = torch.randn(settings.m, settings.k, generator=gen)
     w_data = torch.randn(settings.k, settings.n, generator=gen)
     bw_e = settings.bw_e if settings.fmt == "FP" else None
     tile = (settings.array_size, settings.array_size)
     engine = DPETensor(**settings.engine_kwargs())
-    x = SlicedData(parse_slices(settings.x_slice, "x_slice"), bw_e=bw_e, paral_size=tile)
+
+    def inputs(data):
+        return SlicedData(parse_slices(settings.x_slice, "x_slice"), bw_e=bw_e, paral_size=tile,
+                          quant_gran="per-vector").slice_data_imp(engine, data, transpose=True)
+
     mat = SlicedData(parse_slices(settings.w_slice, "w_slice"), bw_e=bw_e, paral_size=tile)
     start = time.perf_counter()
-    x.slice_data_imp(engine, x_data, transpose=True)
+    x = inputs(x_data)
     mat.slice_data_imp(engine, w_data)
+    if engine.config.radc is not None and engine.config.adc_range in FROZEN_ADC_RANGES:
+        engine.calibrate(inputs(torch.randn(settings.m, settings.k, generator=gen)), mat)
     y = engine(x, mat)
     elapsed = time.perf_counter() - start
     y_ideal = (x_data @ w_data).numpy()

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from .config import TileShape, level_scale
+from .calibration import PER_ARRAY_ADC_RANGES
+from .config import ADC_RANGE_MODES, TileShape, level_scale
 from .jit import Compiled
-from .slicing import bit_slices, slice_weights
-from .tiling import n_tiles, tile_inputs
+from .slicing import bit_slices, encoding_bias, slice_weights
+from .tiling import n_tiles, tile_inputs, weight_sums
 
 
 def dac_scale(widths, rdac: int | None, level_mapping: str) -> list[float]:
@@ -176,6 +177,31 @@ def shift_add_first(codes: torch.Tensor, matrix: torch.Tensor, gain: torch.Tenso
     return codes, matrix, ones, ones
 
 
+def bias_levels(cfg, widths, w_weight: torch.Tensor) -> float:
+    """What a read of weights sliced as ``widths`` holds beyond the weights, per unit of input,
+    in weight units (:meth:`mpimpy.mapping.Mapping.bias_levels`), ``w_weight`` ``(n_a,)``
+    being the arrays' shift-add weights."""
+    return cfg.weight_mapping.bias_levels(encoding_bias(widths, cfg.weight_encoding),
+                                          cfg.LGS / cfg.level_step, w_weight)
+
+
+def operand_biases(cfg, x_widths, w_widths, q_w: torch.Tensor, code_sums, x_weight, w_weight,
+                   rows: int, dtype: torch.dtype):
+    """What the biases of offset-binary operands add, in the units of the shift-added result:
+    the weights' bias times each vector's input sum, per row-block ``(Tk, M)`` (from the DAC
+    codes' noise-free sums ``code_sums`` ``(Tk, M, n_x)``, when the mapping removes its bias
+    digitally), and the inputs' bias times each column's weight sum, per row-block
+    ``(Tk, N)`` (offset-binary inputs); each ``None`` where there is none."""
+    bias_per_vector = bias_per_column = None
+    if cfg.weight_mapping.digital_bias:
+        bias_per_vector = (code_sums.double() @ x_weight.to(code_sums.device)).mul_(
+            bias_levels(cfg, w_widths, w_weight)).to(dtype)
+    if cfg.input_encoding == "offset_binary":
+        bias_per_column = weight_sums(q_w, rows).mul_(
+            encoding_bias(x_widths, cfg.input_encoding)).to(dtype)
+    return bias_per_vector, bias_per_column
+
+
 def adc_step(full_scale: torch.Tensor, radc: int, bipolar: bool) -> torch.Tensor:
     """Current of one ADC level for a given full-scale current (same units, any shape).
 
@@ -204,6 +230,19 @@ def convert(currents: torch.Tensor, radc: int, bipolar: bool, saturates: bool = 
     top = (radc - 1) // 2 if bipolar else radc - 1
     bottom = -top if bipolar else 0
     return currents.clamp_(bottom, top)
+
+
+def clipped_currents(currents: torch.Tensor, low: torch.Tensor, high: torch.Tensor):
+    """How many ``currents`` lie outside ``[low, high]`` (bounds broadcastable to them, one
+    per range): one min/max pass over the axes each range spans, and a count only where some
+    current lies outside (an exact count costs three passes: paid only when something clips).
+    Returns an integer tensor, or 0."""
+    axes = tuple(d for d in range(currents.dim())
+                 if low.shape[d] == 1 and currents.shape[d] != 1)
+    if bool((currents.amin(axes, keepdim=True) >= low).all()) and \
+            bool((currents.amax(axes, keepdim=True) <= high).all()):
+        return 0
+    return (currents < low).logical_or_(currents > high).sum()
 
 
 def _convert_shift_add(currents: torch.Tensor, weights: torch.Tensor, radc: int | None,
@@ -268,9 +307,9 @@ convert_shift_add = Compiled(_convert_shift_add, dynamic_dim=1)
 
 
 class ChunkConverter:
-    """Stages 6 and 7 of a product, chunk by chunk: the ADC (its ranges fixed, or calibrated on
-    the currents it converts), the shift-add, the removal of the operands' biases, and the
-    rescale by the block scales into the result ``(M, N)``.
+    """Stages 6 and 7 of a product, chunk by chunk: the ADC (its ranges fixed, frozen by the
+    calibration stage, or found from the currents it converts), the shift-add, the removal of
+    the operands' biases, and the rescale by the block scales into the result ``(M, N)``.
 
     Args:
         cfg: the hardware settings (``radc``, ``adc_range``, the mapping).
@@ -292,11 +331,19 @@ class ChunkConverter:
             and converting (more are read twice, the generator rewound).
         compiled: run :func:`convert_shift_add` compiled.
         generator: the engine's generator (rewound for a second read of a group).
+        frozen: the ranges the calibration stage froze (:class:`mpimpy.calibration.AdcRanges`)
+            for a frozen mode; ``None`` finds them from the currents (an oracle mode, or a
+            calibration).
+        recorder: a :class:`mpimpy.calibration.RangeRecorder` that collects the ranges found,
+            or ``None``.
+
+    After the product, ``clipped`` holds how many conversions saturated against frozen ranges
+    (a tensor; 0 without frozen ranges) of ``conversions``.
     """
 
     def __init__(self, cfg, codes, pair_weight, full_scale, n_a, n_cols, n, arrays, plan,
                  workspace, exact, scale_x, scale_w, bias_per_vector, bias_per_column, gain,
-                 calibration_elements, compiled, generator):
+                 calibration_elements, compiled, generator, frozen=None, recorder=None):
         self.cfg, self.n_a, self.n_cols, self.n, self.arrays = cfg, n_a, n_cols, n, arrays
         self.n_x = codes.shape[-1]
         self.plan, self.workspace, self.compiled = plan, workspace, compiled
@@ -304,12 +351,14 @@ class ChunkConverter:
         self.bias_per_vector, self.bias_per_column = bias_per_vector, bias_per_column
         self.calibration_elements, self.generator = calibration_elements, generator
         self.bipolar = cfg.bipolar_adc
-        self.calibrated = cfg.radc is not None and cfg.adc_range in ("calibrated",
-                                                                     "calibrated-symmetric")
-        self.per_array = self.calibrated and cfg.adc_range == "calibrated"
+        # (fixed ranges: "full" or a float; the others are found from currents)
+        self.calibrated = cfg.radc is not None and cfg.adc_range in ADC_RANGE_MODES[1:]
+        self.per_array = self.calibrated and cfg.adc_range in PER_ARRAY_ADC_RANGES
+        self.frozen, self.recorder = frozen, recorder
+        self.clipped, self.conversions = 0, 0
         self.step_after = None  # a fixed ADC's step per input slice, dividing the exact sums
-        # A calibrated range per array spans the currents it converts, so none saturates
-        self.saturates = cfg.adc_range != "calibrated"
+        # A range per array found from the currents it converts spans them, so none saturates
+        self.saturates = not (self.per_array and frozen is None)
         if cfg.radc is not None and not self.calibrated:
             # A fixed ADC range: currents come out in ADC levels. Inexact reads divide the
             # codes (fewer than the currents); exact ones their sums, so that both kernels
@@ -346,14 +395,21 @@ class ChunkConverter:
         pair_weight = self.pair_weight
         if not self.calibrated:
             return {"weights": pair_weight}, None
-        state = self.generator.get_state()
-        low, high, kept = self._calibrate(group, reader)
-        if kept is None:
-            self.generator.set_state(state)
+        _, ts, cs = group[0]
+        if self.frozen is not None:  # no read: the calibration stage set them
+            low, high = (v[ts] if self.per_array else v
+                         for v in (self.frozen.low, self.frozen.high))
+            kept = None
+        else:
+            state = self.generator.get_state()
+            low, high, kept = self._calibrate(group, reader)
+            if kept is None:
+                self.generator.set_state(state)
+            if self.recorder is not None:
+                self.recorder.record(low, high, ts if self.per_array else None)
         n_x, n_a, n_cols, cfg = self.n_x, self.n_a, self.n_cols, self.cfg
         ranges = {"weights": pair_weight}
         if self.per_array:
-            _, ts, cs = group[0]
             # code c reads low + c * step, every one of the radc levels on [min, max]; per
             # read column of the group (Tk', n_x, n_a, C')
             step = adc_step(high - low, cfg.radc, False)
@@ -369,12 +425,19 @@ class ChunkConverter:
             # array (Tk', n_x, n_a, 1, 1)
             ranges["array_range"] = tuple(v[..., :1, None] if self.plan.pair_major
                                           else v.unsqueeze(1) for v in (low_c, step_c))
+            if self.frozen is not None:  # what saturates, as the currents lie
+                high_c = high.index_select(-1, block_of[cs]).to(pair_weight)
+                ranges["bounds"] = (ranges["array_range"][0], high_c[..., :1, None]
+                                    if self.plan.pair_major else high_c.unsqueeze(1))
         else:
             # zero current stays at code 0: [0, max], or +-max|I| for a bipolar ADC
             peak = torch.maximum(high, -low) if self.bipolar else high
             pair_step = adc_step(peak.clamp_min(0), cfg.radc, self.bipolar)
             ranges["weights"] = pair_weight * pair_step.flatten().to(pair_weight)
             ranges["pair_step"] = pair_step.to(pair_weight).view(1, 1, n_x, n_a, 1)
+            if self.frozen is not None:
+                top = peak.to(pair_weight).view(1, 1, n_x, n_a, 1)
+                ranges["bounds"] = (-top if self.bipolar else torch.zeros_like(top), top)
         return ranges, kept
 
     def _calibrate(self, group, reader):
@@ -392,9 +455,12 @@ class ChunkConverter:
         block_of = self.block_of
         size = sum((c[0].stop - c[0].start) * (c[1].stop - c[1].start)
                    for c in group) * n_x * n_a * cw
-        # (an int8 read costs less than keeping its currents out of cache: read again)
-        keep = len(group) == 1 or (size <= self.calibration_elements
-                                   and not self.plan.int8_read)
+        # (an int8 read costs less than keeping its currents out of cache: read again); a
+        # percentile needs them all
+        rule = None if self.recorder is None else self.recorder.rule
+        by_percentile = rule is not None and rule.name == "percentile"
+        keep = len(group) == 1 or by_percentile or (size <= self.calibration_elements
+                                                    and not self.plan.int8_read)
         kept = [] if keep else None
         # Kept currents go to one buffer of the group's size (reused from group to group;
         # each chunk the next contiguous part of it), unless the group is one chunk
@@ -429,16 +495,42 @@ class ChunkConverter:
                 high.copy_(torch.maximum(high, chunk_high.amax((0, 3))))
             if keep:
                 kept.append(currents)
+        if by_percentile:
+            low, high = self._percentiles(kept, low, high, block_of, cs, rule)
         return low, high, kept
 
+    def _percentiles(self, kept, low, high, block_of, cs, rule):
+        """The rule's ends of a group's currents ``kept``, shaped as :meth:`_calibrate`'s (the
+        arrays' min/max ``low`` and ``high`` say which column blocks the group read)."""
+        n_x, n_a = self.n_x, self.n_a
+        if self.plan.pair_major:  # (t, n_x, n_a, M', C') chunks of one column block
+            values = torch.cat([c.reshape(*c.shape[:3], -1) for c in kept], -1)
+            ends = rule.ends(values)
+            index = block_of[cs][:1].expand(ends[0].shape + (1,))
+            return tuple(v.scatter(-1, index, e.unsqueeze(-1)) for v, e in zip(
+                (low, high), ends, strict=True))
+        currents = torch.cat(kept, 1) if self.per_array else None
+        if not self.per_array:  # one range per slice pair, over every chunk
+            values = torch.cat([k.permute(2, 3, 0, 1, 4).reshape(n_x, n_a, -1)
+                                for k in kept], -1)
+            return rule.ends(values)
+        blocks = block_of[cs]
+        for block in blocks.unique().tolist():  # (a few column blocks: calibration only)
+            columns = (blocks == block).nonzero().flatten()
+            values = currents.index_select(-1, columns).movedim(1, 3).reshape(
+                currents.shape[0], n_x, n_a, -1)
+            low[..., block], high[..., block] = rule.ends(values)
+        return low, high
+
     def add(self, y, chunk, currents, weights, array_range=None, range_offset=None,
-            pair_step=None):
+            pair_step=None, bounds=None):
         """Stages 6-7 on one chunk's currents ``(Tk', M', n_x, n_a, C')``, added into ``y``.
 
         ``weights``: the shift-add weight of each slice pair ``(n_x * n_a,)``.
         ``array_range``: the calibrated (lower end, step) of the chunk's read columns of
         these row-blocks and ``range_offset`` what the lower ends add up to; ``pair_step``:
         the step of a whole-product calibration; both ``None`` for a fixed ADC range.
+        ``bounds``: the frozen ranges' ends as the currents lie, to count what saturates.
         """
         ms, ts, cs = chunk
         t, mc, cw = currents.shape[0], ms.stop - ms.start, cs.stop - cs.start
@@ -451,6 +543,13 @@ class ChunkConverter:
             "scratch": currents if currents.is_floating_point() else
             self.workspace.get("codes", currents.shape).view(currents.shape),
             "out": self.workspace.get("partial", (t * mc, cw))}
+        saturates = self.saturates
+        if bounds is not None:  # (before the ADC, which may convert the currents in place)
+            clipped = clipped_currents(currents, *bounds)
+            self.clipped = self.clipped + clipped
+            self.conversions += currents.numel()
+            # every current within its range rounds to a code in range: no clipping pass
+            saturates = not isinstance(clipped, int)
         column_gain = None
         if self.gain is not None:  # the gain of every read column, as the currents lie
             column_gain = self.gain[ts].view(t, 1, n_a, 1, n_cols) if pair_major else \
@@ -459,7 +558,7 @@ class ChunkConverter:
         partial = convert_shift_add(
             currents, weights, self.cfg.radc, self.bipolar and array_range is None,
             divisor=pair_step if self.step_after is None else self.step_after, low=low,
-            step=step, gain=column_gain, saturates=self.saturates, pair_major=pair_major,
+            step=step, gain=column_gain, saturates=saturates, pair_major=pair_major,
             compile=self.compiled, dynamic_dim=3 if pair_major else 1, **buffers)
         if range_offset is not None:
             partial.add_(range_offset.unsqueeze(1))  # the ranges' lower ends

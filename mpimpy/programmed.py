@@ -25,6 +25,7 @@ from .devices import ProgrammedArrays, read_at
 from .devices.compensation import global_drift_gain
 
 if TYPE_CHECKING:
+    from .calibration import AdcRanges
     from .config import CrossbarConfig
     from .slicing import SlicedData
 
@@ -58,6 +59,10 @@ class ReadOut:
 class ProgrammedWeight:
     """One weight operand programmed into arrays, and what reads derive from its conductances.
 
+    ``adc_ranges`` holds the ADC ranges the calibration stage froze on these arrays
+    (:class:`mpimpy.calibration.AdcRanges`), or ``None`` until they are calibrated; programming
+    the weights again makes a new state, without them; pickling keeps them.
+
     Args:
         q: the operand's integers that were programmed (held weakly: re-slicing the operand
             replaces them, and the arrays no longer hold it).
@@ -72,6 +77,7 @@ class ProgrammedWeight:
         #: the read matrix right after programming (drift compensation's baseline), once asked
         self.baseline: torch.Tensor | None = None
         self.read_out: ReadOut | None = None
+        self.adc_ranges: AdcRanges | None = None
 
     def __getstate__(self):
         # a weak reference does not pickle: the integers themselves do (shared with their
@@ -79,7 +85,7 @@ class ProgrammedWeight:
         return {**self.__dict__, "source": self.source(), "read_out": None}
 
     def __setstate__(self, state):
-        self.__dict__.update(state, source=weakref.ref(state["source"]))
+        self.__dict__.update({"adc_ranges": None, **state}, source=weakref.ref(state["source"]))
 
     def at(self, t: float) -> ReadOut:
         """The :class:`ReadOut` for reads ``t`` seconds after programming: kept while ``t``

@@ -60,6 +60,9 @@ class Schedule:
         array_power: ``sum over reads of V @ A @ V`` in watts (``sum V^2 G`` for ideal wires),
             or ``None`` if the product was run without measuring it.
         cells_written: cells this product programmed (0 when the weights were already held).
+        input_max_finder: the inputs' scales were found from the data (a digital max-finder
+            compares every input element of its block: per vector, per tile, or block floating
+            point's exponents); ``False`` for a static input range, fixed before the data.
     """
 
     vectors: int
@@ -85,6 +88,7 @@ class Schedule:
     removes_bias: bool
     array_power: float | None
     cells_written: int
+    input_max_finder: bool = True
 
     @property
     def macs(self) -> int:
@@ -117,7 +121,8 @@ def converter_bits(levels: int | None, slice_bits: int | None, full_levels: floa
 
 def product_schedule(cfg: CrossbarConfig, input_widths, weight_widths,
                      arrays: ProgrammedArrays, codes: torch.Tensor, dac_full: list[float],
-                     fresh: bool, drive: torch.Tensor | None = None) -> Schedule:
+                     fresh: bool, drive: torch.Tensor | None = None,
+                     static_input: bool = False) -> Schedule:
     """The :class:`Schedule` of one product, read off its own tensors.
 
     Args:
@@ -129,6 +134,7 @@ def product_schedule(cfg: CrossbarConfig, input_widths, weight_widths,
         fresh: this product programmed the weights (its cells were written).
         drive: the row-blocks' admittance (:func:`mpimpy.crossbar.read_matrix`), to measure
             the power the reads dissipate; ``None``: not measured.
+        static_input: the inputs were quantized against a static range (no max-finder).
     """
     mapping = cfg.weight_mapping
     tk, _, m, _ = codes.shape
@@ -152,7 +158,8 @@ def product_schedule(cfg: CrossbarConfig, input_widths, weight_widths,
         mapping=mapping.name, digital_bias=mapping.digital_bias,
         input_bias=cfg.input_encoding == "offset_binary", removes_bias=mapping.stores_bias,
         array_power=power,
-        cells_written=arrays.positive.numel() * (2 if mapping.pair else 1) if fresh else 0)
+        cells_written=arrays.positive.numel() * (2 if mapping.pair else 1) if fresh else 0,
+        input_max_finder=not static_input)
 
 
 __all__ = ["Schedule", "converter_bits", "product_schedule"]

@@ -32,8 +32,10 @@ from collections.abc import Sequence
 import torch
 
 from .config import TileShape, resolve_device
+from .validation import check_real
 
-QUANT_GRAN_MODES = ("per-matrix", "per-row", "per-col")
+#: Named quantization blocks (see :func:`block_shape`).
+QUANT_GRAN_MODES = ("per-matrix", "per-row", "per-col", "per-vector", "batch-oracle")
 MAX_TOTAL_BITS = 53  # beyond this an integer is no longer exact in float64
 
 
@@ -115,7 +117,12 @@ def block_shape(quant_gran, shape: tuple[int, int], tile: TileShape, transpose: 
 
     ``None`` (default) is one block per array tile; a tuple is given, like ``paral_size``, in
     array orientation (contraction axis first) and is transposed when ``transpose`` is set;
-    strings name rows and columns of the data as passed.
+    ``"per-matrix"``, ``"per-row"`` and ``"per-col"`` name rows and columns of the data as
+    passed. ``"per-vector"``: one block per vector and array row-block, ``(rows, 1)`` in array
+    orientation: each input vector scaled by its own maximum on each array, as a chip's digital
+    max-finder does (aihwkit's noise management), so no vector's scale depends on its batch.
+    ``"batch-oracle"``: one block per array tile spanning ``cols`` input vectors (the default
+    of the original mPimPy): one loud vector sets the scale of its batch, which no chip does.
     """
     n_rows, n_cols = shape
     if quant_gran is None:
@@ -126,11 +133,14 @@ def block_shape(quant_gran, shape: tuple[int, int], tile: TileShape, transpose: 
                 f"quant_gran must be one of {QUANT_GRAN_MODES}, a (rows, cols) block or None, "
                 f"got {quant_gran!r}"
             )
-        return {
+        named = {
             "per-matrix": (max(n_rows, 1), max(n_cols, 1)),
             "per-row": (1, max(n_cols, 1)),
             "per-col": (max(n_rows, 1), 1),
-        }[quant_gran]
+        }
+        if quant_gran in named:
+            return named[quant_gran]
+        block = (tile.rows, 1) if quant_gran == "per-vector" else (tile.rows, tile.cols)
     else:
         try:
             block = TileShape.parse(quant_gran)
@@ -186,7 +196,8 @@ def integer_dtype(bits: int) -> torch.dtype:
     return torch.int32 if bits <= 30 else torch.int64
 
 
-def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int, int]):
+def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int, int],
+             static_range: float | None = None):
     """Quantize a 2-D tensor in blocks to ``bits``-bit signed integers.
 
     Args:
@@ -194,6 +205,8 @@ def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int
         bits: total bits including the sign (``sum(slice_method)``).
         bw_e: exponent bits for block floating point, or ``None`` for INT.
         block: (rows, cols) of one quantization block.
+        static_range: every block's scale set for this peak ``|value|`` instead of its own
+            (a range fixed before the data was seen); larger values saturate.
 
     Returns:
         ``(q, block_step)``: ``q`` an integer tensor (R, C) (:func:`integer_dtype`) with
@@ -209,6 +222,8 @@ def quantize(values: torch.Tensor, bits: int, bw_e: int | None, block: tuple[int
     peak = blocks.abs().amax(dim=(1, 3)).double()
     if not bool(torch.isfinite(peak).all()):  # a block's peak is NaN or Inf if any element is
         raise ValueError("data contains NaN or Inf")
+    if static_range is not None:
+        peak = torch.full_like(peak, static_range)
     if bw_e is None:
         # an all-zero block gets scale 0: whatever its cells read, it adds nothing
         block_step = peak / max(q_max, 1)
@@ -292,6 +307,28 @@ def dot_high_dim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                      f"{tuple(x.shape)}")
 
 
+def check_operand(operand, name: str, device: torch.device) -> None:
+    """``operand`` must be a :class:`SlicedData`, sliced, on ``device`` (an engine's)."""
+    if not isinstance(operand, SlicedData):
+        raise TypeError(f"{name} must be a SlicedData, got {type(operand).__name__}")
+    if operand.data is None:
+        raise ValueError(f"{name} has not been sliced: call {name}.slice_data_imp(engine, "
+                         f"data) first")
+    if resolve_device(operand.data.device) != device:
+        raise ValueError(f"{name} is on {operand.data.device} but the engine runs on "
+                         f"{device}; pass device= to both")
+
+
+def product_shape(x: SlicedData, mat: SlicedData) -> tuple[tuple[int, ...], torch.dtype]:
+    """The shape and dtype of ``x @ mat``: ``(..., M, N)`` without the dims that were 1-D, in
+    ``x.data``'s floating dtype (float64 for integer data)."""
+    n = mat.data.shape[-1] if mat.data.dim() == 2 else None
+    out_shape = x.data.shape[:-1] + ((n,) if n is not None else ())
+    if x.data.dim() == 1 and not x.transpose:
+        out_shape = (n,) if n is not None else ()
+    return out_shape, x.data.dtype if x.data.is_floating_point() else torch.float64
+
+
 class SlicedData:
     """An operand of a simulated product, quantized in blocks and ready to be bit-sliced.
 
@@ -314,6 +351,11 @@ class SlicedData:
             contraction axis (a multiple of ``paral_size[0]`` elements, or all of it), because an
             array adds up all its rows in one read; the engine checks this.
         device: torch device of the sliced data; default CPU.
+        input_en: accepted for compatibility with the original API; unused.
+        static_range: a fixed range (> 0, the data's units): every block is scaled for a peak
+            of this ``|value|`` whatever the data holds (a DAC range calibrated once and
+            frozen); larger values saturate at the full scale, and ``clipped_fraction`` says
+            which fraction of the elements did. ``None``: each block scaled by its own peak.
 
     After :meth:`slice_data_imp`, ``quantized_data`` holds the quantized values (float64, the
     data's shape) and ``q``/``block_step`` the integers and scales behind them.
@@ -325,7 +367,7 @@ class SlicedData:
     """
 
     def __init__(self, slice_method, bw_e=None, is_weight=False, paral_size=(64, 64),
-                 quant_gran=None, device=None, input_en=False):
+                 quant_gran=None, device=None, input_en=False, static_range=None):
         # the sign-slice rule depends on how the operand is encoded, which the engine knows:
         # it is checked when the operand is sliced for an engine
         self.slice_method = parse_slice_method(slice_method, sign_slice=False)
@@ -340,6 +382,12 @@ class SlicedData:
         block_shape(quant_gran, (1, 1), self.paral_size, False)  # validate now, not at slicing
         self.device = resolve_device(device)
         self.input_en = input_en  # accepted for compatibility with the original API; unused
+        if static_range is not None:
+            check_real("static_range", static_range, low=0.0, low_open=True)
+            static_range = float(static_range)
+        self.static_range = static_range
+        #: the fraction of the elements beyond ``static_range`` (saturated) in the last slicing
+        self.clipped_fraction = 0.0
         self.data = None
 
     @property
@@ -388,7 +436,11 @@ class SlicedData:
         if k_axis is not None:
             block = whole_arrays(block, k_axis, tuple(matrix.shape), self.paral_size.rows,
                                  self.quant_gran)
-        q, block_step = quantize(matrix, self.bits, self.bw_e, block)  # checks finiteness too
+        # (checks finiteness too)
+        q, block_step = quantize(matrix, self.bits, self.bw_e, block, self.static_range)
+        if self.static_range is not None:
+            self.clipped_fraction = float((matrix.abs() > self.static_range).sum()) / max(
+                matrix.numel(), 1)
         self.data, self.transpose, self.block = data, transpose, block
         self.q, self.block_step = q, block_step
         return self

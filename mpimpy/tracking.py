@@ -597,9 +597,11 @@ def log_simulation(
     :class:`mpimpy.SlicedData` operands; ``y_ideal`` the exact product; ``sim_time_s`` the
     simulation's wall time; ``seed`` the seed the notebook used. Every hardware and slicing
     setting (:func:`simulation_params`) plus ``extra_params`` is logged; see :func:`log_result`
-    for metrics, tags and artifacts. The engine's last product is also priced
-    (:func:`simulation_cost`: its own technology, else ISAAC's 32 nm components) and logged with
-    :func:`log_cost`. Returns the computed metrics, cost metrics included.
+    for metrics, tags and artifacts (with frozen ADC ranges, ``adc_clipped_fraction``: the
+    fraction of the product's conversions that saturated, ``engine.last_clipped_fraction``).
+    The engine's last product is also priced (:func:`simulation_cost`: its own technology,
+    else ISAAC's 32 nm components) and logged with :func:`log_cost`. Returns the computed
+    metrics, cost metrics included.
 
     Typical notebook use (the runner's run is picked up by itself)::
 
@@ -609,6 +611,9 @@ def log_simulation(
     params = simulation_params(engine, x, mat)
     params.update(extra_params or {})
     cost = simulation_cost(engine)
+    clipped = getattr(engine, "last_clipped_fraction", None)
+    if clipped is not None:  # the conversions saturated against frozen ADC ranges
+        extra_metrics = {"adc_clipped_fraction": clipped, **(extra_metrics or {})}
     metrics = log_result(
         y_sim,
         y_ideal,

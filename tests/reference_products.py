@@ -66,14 +66,14 @@ def _cases() -> dict:
                                                  xblk=(2, 2, 2, 2)),
         "fp": lambda: _product(bw_e=4, xblk=(1, 1, 2, 4, 4), mblk=(1, 1, 2, 4, 4)),
         "fp_diffpair": lambda: _product(bw_e=3, mapping="diffpair"),
-        "calibrated": lambda: _product(adc_range="calibrated"),
-        "calibrated_f32_exact": lambda: _product(adc_range="calibrated", var=0.0,
+        "calibrated": lambda: _product(adc_range="batch-oracle"),
+        "calibrated_f32_exact": lambda: _product(adc_range="batch-oracle", var=0.0,
                                                  dtype=torch.float32),
-        "calibrated_diffpair": lambda: _product(adc_range="calibrated", mapping="diffpair"),
-        "calibrated_unit_column": lambda: _product(adc_range="calibrated", mapping="bias",
+        "calibrated_diffpair": lambda: _product(adc_range="batch-oracle", mapping="diffpair"),
+        "calibrated_unit_column": lambda: _product(adc_range="batch-oracle", mapping="bias",
                                                    mblk=BIAS_MBLK, unit_column=True),
-        "calibrated_symmetric": lambda: _product(adc_range="calibrated-symmetric"),
-        "calibrated_symmetric_sm": lambda: _product(adc_range="calibrated-symmetric",
+        "calibrated_symmetric": lambda: _product(adc_range="batch-oracle-symmetric"),
+        "calibrated_symmetric_sm": lambda: _product(adc_range="batch-oracle-symmetric",
                                                     input_encoding="sign_magnitude"),
         "fraction": lambda: _product(adc_range=0.3),
         "fraction_exact_f32": lambda: _product(adc_range=0.3, var=0.0, dtype=torch.float32),
@@ -81,7 +81,7 @@ def _cases() -> dict:
         "radc_none_read_noise": lambda: _product(radc=None, read_noise=0.02),
         "rdac_none_spread": lambda: _product(rdac=None, level_mapping="spread"),
         "read_noise": lambda: _product(read_noise=0.05),
-        "read_noise_calibrated": lambda: _product(read_noise=0.05, adc_range="calibrated"),
+        "read_noise_calibrated": lambda: _product(read_noise=0.05, adc_range="batch-oracle"),
         "vnoise": lambda: _product(vnoise=0.05),
         "vnoise_bias": lambda: _product(vnoise=0.05, mapping="bias", mblk=BIAS_MBLK),
         "stuck": lambda: _product(stuck_fault_ratio=0.05, stuck_fault_value=1),
@@ -93,23 +93,23 @@ def _cases() -> dict:
                                            drift_compensation="global"),
         "pcm_drift_comp_calibrated": lambda: _product(
             device_model="pcm", t_inference=86400.0, drift_compensation="global",
-            adc_range="calibrated"),
+            adc_range="batch-oracle"),
         "rram_t": lambda: _product(device_model="rram", t_inference=100.0),
         "batched": lambda: _product(shape_x=(3, 5, 70)),
         "vector": lambda: _product(shape_x=(70,)),
         "chunked": lambda: _product(chunk_elements=300, read_noise=0.01),
-        "chunked_calibrated": lambda: _product(chunk_elements=300, adc_range="calibrated",
+        "chunked_calibrated": lambda: _product(chunk_elements=300, adc_range="batch-oracle",
                                                calibration_elements=1000),
         "chunked_calibrated_reread": lambda: _product(chunk_elements=300, read_noise=0.02,
-                                                      adc_range="calibrated",
+                                                      adc_range="batch-oracle",
                                                       calibration_elements=0),
         "chunked_symmetric": lambda: _product(chunk_elements=300,
-                                              adc_range="calibrated-symmetric"),
+                                              adc_range="batch-oracle-symmetric"),
         # a row-block of more than PAIR_MAJOR_CURRENTS currents: read slice pair by slice pair
-        "pair_major": lambda: _product(shape_x=(520, 40), n=128, adc_range="calibrated",
+        "pair_major": lambda: _product(shape_x=(520, 40), n=128, adc_range="batch-oracle",
                                        xblk=(1,) * 8, mblk=(1,) * 8, paral=(64, 32),
                                        dtype=torch.float32),
-        "pair_major_chunked": lambda: _product(shape_x=(520, 40), n=128, adc_range="calibrated",
+        "pair_major_chunked": lambda: _product(shape_x=(520, 40), n=128, adc_range="batch-oracle",
                                                xblk=(1,) * 8, mblk=(1,) * 8, paral=(64, 32),
                                                chunk_elements=50000, read_noise=0.01,
                                                dtype=torch.float32),
@@ -124,7 +124,7 @@ def _cases() -> dict:
 def _nn_linear():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.ReLU(), torch.nn.Linear(20, 5))
-    engine = DPETensor(var=0.05, radc=2**8, adc_range="calibrated", seed=3)
+    engine = DPETensor(var=0.05, radc=2**8, adc_range="batch-oracle", seed=3)
     hw = mnn.convert(model, engine, xblk=[1, 1, 2, 4], mblk=[1, 1, 2, 4], seed=11).eval()
     x = torch.randn(8, 30, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():

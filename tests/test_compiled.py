@@ -35,15 +35,15 @@ def product(x_data, w_data, bw_e=None, widths=(1, 1, 2, 4), **settings):
 # noise, no ADC; small chunks so that a product's last chunk has fewer vectors than the others
 CASES = {
     "INT full": dict(var=0.0),
-    "FP calibrated": dict(var=0.0, adc_range="calibrated", bw_e=8),
+    "FP calibrated": dict(var=0.0, adc_range="batch-oracle", bw_e=8),
     "fraction, read noise": dict(var=0.02, read_noise=0.02, adc_range=0.25),
     "symmetric, diffpair": dict(var=0.05, vnoise=0.05, mapping="diffpair",
-                                adc_range="calibrated-symmetric"),
+                                adc_range="batch-oracle-symmetric"),
     "bias, sign-magnitude": dict(var=0.0, mapping="bias", input_encoding="sign_magnitude",
-                                 adc_range="calibrated", chunk_elements=5000),
+                                 adc_range="batch-oracle", chunk_elements=5000),
     "unit column, drift gain": dict(var=0.0, mapping="bias", unit_column=True,
                                     device_model="pcm", drift_compensation="global",
-                                    t_inference=3600.0, adc_range="calibrated"),
+                                    t_inference=3600.0, adc_range="batch-oracle"),
     "no ADC, read noise": dict(var=0.0, radc=None, read_noise=0.05),
 }
 
@@ -77,11 +77,11 @@ def compiled_results() -> dict:
     for name, settings in CASES.items():
         y, engine = product(*case_operands(), compile=True, **settings)
         results[name] = (y, engine.last_convert_kernel)
-    for adc_range in ("full", "calibrated"):
+    for adc_range in ("full", "batch-oracle"):
         results["read kernels", adc_range] = [
             product(*kernel_operands(), var=0.0, adc_range=adc_range, compile=True,
                     read_kernel=kernel, chunk_elements=2**14)[0] for kernel in ("auto", "float")]
-    results["float64"] = product(*float64_operands(), var=0.05, adc_range="calibrated",
+    results["float64"] = product(*float64_operands(), var=0.05, adc_range="batch-oracle",
                                  compile=True)[0]
     return results
 
@@ -113,14 +113,14 @@ def test_compiled_passes_give_the_uncompiled_numbers(compiled, name):
     assert (fused - eager).abs().max() <= 1e-5 * eager.abs().max()
 
 
-@pytest.mark.parametrize("adc_range", ["full", "calibrated"])
+@pytest.mark.parametrize("adc_range", ["full", "batch-oracle"])
 def test_both_read_kernels_agree_element_for_element_when_compiled(compiled, adc_range):
     int8_read, float_read = compiled["read kernels", adc_range]
     assert torch.equal(int8_read, float_read)
 
 
 def test_a_float64_product_stays_float64_when_compiled(compiled):
-    eager, _ = product(*float64_operands(), var=0.05, adc_range="calibrated")
+    eager, _ = product(*float64_operands(), var=0.05, adc_range="batch-oracle")
     fused = compiled["float64"]
     assert fused.dtype == torch.float64
     assert (fused - eager).abs().max() <= 1e-13 * eager.abs().max()
@@ -141,7 +141,7 @@ def test_without_a_compiler_the_engine_warns_and_runs_uncompiled(tmp_path):
         x_data, w_data = torch.randn(30, 70, generator=gen), torch.randn(70, 9, generator=gen)
         results = []
         for compile in (False, True):
-            engine = DPETensor(seed=0, var=0.0, adc_range="calibrated", compile=compile)
+            engine = DPETensor(seed=0, var=0.0, adc_range="batch-oracle", compile=compile)
             x, mat = SlicedData([1, 1, 2, 4]), SlicedData([1, 1, 2, 4])
             mat.slice_data_imp(engine, w_data)
             x.slice_data_imp(engine, x_data, transpose=True)

@@ -453,7 +453,7 @@ def mean_gain(y, reference):
 @pytest.mark.parametrize("model, hardware, times", DRIFT_ONLY + [("measured", {}, [])])
 @pytest.mark.parametrize("mapping", ["offset", "diffpair"])
 @pytest.mark.parametrize("converters", [NOISE_FREE, dict(vnoise=0.0, rdac=None, radc=2**14,
-                                                          adc_range="calibrated")])
+                                                          adc_range="batch-oracle")])
 def test_global_compensation_restores_the_mean_gain(model, hardware, times, mapping, converters,
                                                     tmp_path):
     if model == "measured":  # a table whose means fall 10 % per two decades

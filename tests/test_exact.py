@@ -254,15 +254,15 @@ CHUNKINGS = [(2**22, 2**27), (200, 2**27), (200, 0), (960, 2**27), (320, 0)]
                          ids=["one-chunk", "kept", "read-twice", "row-block-pairs",
                               "column-blocks"])
 @pytest.mark.parametrize("adc_range, layout", [
-    ("calibrated", "whole row-blocks"), ("calibrated", "pair-major"),
-    ("calibrated-symmetric", "whole row-blocks")])
+    ("batch-oracle", "whole row-blocks"), ("batch-oracle", "pair-major"),
+    ("batch-oracle-symmetric", "whole row-blocks")])
 @pytest.mark.parametrize("mapping", ["offset", "diffpair"])
 def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range, layout, chunking,
                                                        monkeypatch):
     """A coarse calibrated ADC, rebuilt pair by pair: every (input slice, weight slice) pair's
-    currents are integer dot products. ``"calibrated"``: each array's ADC (one row-block, one
+    currents are integer dot products. ``"batch-oracle"``: each array's ADC (one row-block, one
     column block of 4, one slice pair) has the range [min, max] of the currents it converts over
-    the whole product, with all radc levels; ``"calibrated-symmetric"``: one range per pair,
+    the whole product, with all radc levels; ``"batch-oracle-symmetric"``: one range per pair,
     its largest current (|current| for the bipolar ADC, (radc - 1) // 2 levels a side), zero
     at code 0. Each current is rounded to its range's levels. Whatever the chunks the engine
     reads the currents in, and whether it reads whole row-blocks or (as it does for large ones)
@@ -306,7 +306,7 @@ def test_calibrated_adc_against_a_slice_pair_reference(mapping, adc_range, layou
     expected = torch.zeros(m, n, dtype=torch.float64)
     for (s, a), per_block in currents.items():
         values = torch.tensor(per_block, dtype=torch.float64)  # (blocks, m, n)
-        if adc_range == "calibrated":
+        if adc_range == "batch-oracle":
             read = torch.empty_like(values)
             for t in range(len(blocks)):
                 for c0 in range(0, n, 4):  # the columns of one array
@@ -383,12 +383,12 @@ def test_fixed_range_adc_at_the_ends_of_its_range_against_a_slice_pair_reference
 
 KERNEL_CASES = [  # engine settings, operand format, tile, whether the read is of integers
     (dict(), None, (64, 64), True),
-    (dict(adc_range="calibrated"), None, (64, 64), True),
-    (dict(adc_range="calibrated-symmetric", mapping="diffpair"), None, (32, 16), True),
+    (dict(adc_range="batch-oracle"), None, (64, 64), True),
+    (dict(adc_range="batch-oracle-symmetric", mapping="diffpair"), None, (32, 16), True),
     (dict(adc_range=0.5, mapping="diffpair", radc=2**5), 8, (64, 64), True),
-    (dict(adc_range="calibrated", input_encoding="offset_binary", chunk_elements=5000), 8,
+    (dict(adc_range="batch-oracle", input_encoding="offset_binary", chunk_elements=5000), 8,
      (16, 16), True),
-    (dict(input_encoding="sign_magnitude", mapping="diffpair", adc_range="calibrated"), None,
+    (dict(input_encoding="sign_magnitude", mapping="diffpair", adc_range="batch-oracle"), None,
      (32, 32), True),
     # every cell's LGS current rides on a bias-mapped read: levels + LGS / step, not integers
     (dict(mapping="bias", unit_column=True), None, (32, 32), False),
@@ -446,7 +446,7 @@ def test_read_kernel_is_validated():
         DPETensor(read_kernel="int4")
 
 
-@pytest.mark.parametrize("adc_range", ["full", "calibrated"])
+@pytest.mark.parametrize("adc_range", ["full", "batch-oracle"])
 def test_the_integer_read_gives_the_float_reads_numbers_on_many_chunks(adc_range):
     """A product large enough for several chunks of several row-blocks each (default chunk
     sizes): the int8 read and the float read still add the same currents in the same order."""

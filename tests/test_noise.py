@@ -109,7 +109,7 @@ def data(seed=0):
     return torch.randn(50, 100, generator=gen), torch.randn(100, 30, generator=gen)
 
 
-@pytest.mark.parametrize("adc_range", ["full", "calibrated"])
+@pytest.mark.parametrize("adc_range", ["full", "batch-oracle"])
 def test_same_seed_same_bits_different_seed_differs(adc_range):
     x_data, w_data = data()
 
@@ -157,7 +157,7 @@ def test_chunking_does_not_change_results(pair_major_currents, monkeypatch):
             var=0.05,
             vnoise=0.0,
             read_noise=0.0,
-            adc_range="calibrated",
+            adc_range="batch-oracle",
             seed=9,
             chunk_elements=chunk,
         )
@@ -190,14 +190,14 @@ def test_original_example_error_falls_with_adc_bits(bw_e):
 def test_calibrated_adc_beats_full_range_at_8_bits():
     x_data, w_data = data(1)
     errors = {}
-    for mode in ("full", "calibrated"):
+    for mode in ("full", "batch-oracle"):
         engine = DPETensor(var=0, vnoise=0, radc=2**8, adc_range=mode, seed=0)
         errors[mode] = RE(x_data @ w_data, engine(*sliced_pair(engine, x_data, w_data)))
-    assert errors["calibrated"] < errors["full"]
+    assert errors["batch-oracle"] < errors["full"]
 
 
 def test_all_zero_operands_give_zero_not_nan():
-    engine = DPETensor(var=0.05, seed=0, adc_range="calibrated")
+    engine = DPETensor(var=0.05, seed=0, adc_range="batch-oracle")
     for bw_e in (None, 8):
         x, mat = sliced_pair(engine, torch.zeros(3, 70), torch.zeros(70, 5), bw_e=bw_e)
         y = engine(x, mat)
@@ -238,7 +238,7 @@ def test_calibrated_adc_same_whether_currents_are_kept_or_read_twice():
     x_data, w_data = data(3)
     results = []
     for calibration_elements in (2**30, 0):
-        engine = DPETensor(var=0.05, vnoise=0.02, read_noise=0.05, adc_range="calibrated",
+        engine = DPETensor(var=0.05, vnoise=0.02, read_noise=0.05, adc_range="batch-oracle",
                            seed=8, chunk_elements=3000,
                            calibration_elements=calibration_elements)
         results.append(engine(*sliced_pair(engine, x_data, w_data, mapping_tile=(32, 16))))
@@ -320,7 +320,7 @@ def test_products_after_a_larger_one_equal_those_with_fresh_buffers():
         if after_big:  # another engine's, so that this one's generator is where it starts
             other = noisy_engine(8)
             other(*sliced_pair(other, big_x, w_data))
-        engine = noisy_engine(3, adc_range="calibrated")
+        engine = noisy_engine(3, adc_range="batch-oracle")
         x, mat = sliced_pair(engine, x_data, w_data)
         results.append([engine(x, mat) for _ in range(2)])
 

@@ -25,8 +25,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from mpimpy.calibration import (
+    FROZEN_ADC_RANGES,
+    CalibrationRule,
+    calibration_batches,
+    input_range,
+)
 from mpimpy.engine import DPETensor
 from mpimpy.slicing import SlicedData
+from mpimpy.validation import check_real
 
 #: Number formats a :class:`CrossbarMatmul` understands: integer or block floating point.
 FORMATS = ("INT", "FP")
@@ -114,21 +121,35 @@ class CrossbarMatmul(_FixedOperator):
             unused, which wastes ADC range when ``adc_range="full"``.
         quant_gran: quantization blocks of ``W`` (see :class:`mpimpy.SlicedData`); default one
             block per array tile.
-        x_quant_gran: quantization blocks of the inputs; default ``quant_gran``.
+        x_quant_gran: quantization blocks of the inputs; default ``"per-vector"``: each input
+            vector scaled by its own maximum on each array (a digital max-finder per vector,
+            counted in the cost), so its answer never depends on the other vectors of its
+            batch. ``"batch-oracle"``: one block per tile across vectors (the original's
+            default), an oracle no chip has.
+        input_range: ``None`` (default): inputs scaled by ``x_quant_gran``; a float > 0: a
+            static input range, the ``|value|`` the DACs' full scale is set for (larger values
+            saturate there, ``x.clipped_fraction`` says how many); ``"calibrated"``: a static
+            range set by :meth:`calibrate` from calibration data (a call before it is refused).
         engine: a :class:`mpimpy.DPETensor`; by default one is made from ``engine_kwargs``
             (hardware settings such as ``var``, ``radc``, ``mapping``, ``wire_resistance``,
             ``seed``).
 
+    With a frozen ``adc_range`` (``"calibrated"``), call :meth:`calibrate` on calibration
+    data before inference; otherwise the first call calibrates the ADC ranges on its own
+    inputs (and warns).
+
     Attributes:
         w: the exact operator (float64), ``engine``, ``mat`` (the programmed
             :class:`mpimpy.SlicedData`), ``x`` (the last sliced input), ``calls`` and
-            ``sim_time_s`` (time spent in simulated products, seconds).
+            ``sim_time_s`` (time spent in simulated products, seconds); ``static_range``, the
+            static input range in force (or ``None``).
     """
 
     def __init__(self, w, *, fmt: str = "INT", bw_e: int = 8,
                  x_slice: Sequence[int] = (1, 1, 2, 4), w_slice: Sequence[int] = (1, 1, 2, 4),
-                 paral_size=(64, 64), quant_gran=None, x_quant_gran=None,
-                 engine: DPETensor | None = None, **engine_kwargs):
+                 paral_size=(64, 64), quant_gran=None, x_quant_gran="per-vector",
+                 input_range: float | str | None = None, engine: DPETensor | None = None,
+                 **engine_kwargs):
         if fmt not in FORMATS:
             raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
         if engine is not None and engine_kwargs:
@@ -141,7 +162,11 @@ class CrossbarMatmul(_FixedOperator):
         self.w_slice = list(w_slice)
         self.paral_size = paral_size
         self.quant_gran = quant_gran
-        self.x_quant_gran = quant_gran if x_quant_gran is None else x_quant_gran
+        self.x_quant_gran = x_quant_gran
+        if input_range is not None and input_range != "calibrated":
+            check_real("input_range", input_range, low=0.0, low_open=True)
+        self.input_range = input_range
+        self.static_range = None if input_range == "calibrated" else input_range
         self.engine = engine if engine is not None else DPETensor(**engine_kwargs)
         self.mat = SlicedData(self.w_slice, bw_e=self.bw_e, paral_size=paral_size,
                               quant_gran=quant_gran, device=self.engine.device, is_weight=True)
@@ -155,12 +180,40 @@ class CrossbarMatmul(_FixedOperator):
         return self.mat.quantized_data
 
     def reprogram(self) -> None:
-        """Program ``W`` again: new variation and stuck cells, as a fresh write of the chip."""
+        """Program ``W`` again: new variation and stuck cells, as a fresh write of the chip
+        (its calibrated ADC ranges go with the old programming: calibrate again)."""
         self.engine.program(self.mat)
 
+    def calibrate(self, inputs, rule: str | CalibrationRule = "minmax",
+                  percentile: float | None = None) -> CrossbarMatmul:
+        """Set the chip's ranges from calibration data and freeze them, once, before inference.
+
+        ``inputs``: one batch ``(..., K)`` (numpy array or torch tensor) or an iterable of
+        batches. With ``input_range="calibrated"``, the static input range is set first (the
+        rule's upper end of ``|inputs|``); with a frozen ``adc_range``, every array's ADC range
+        (:meth:`mpimpy.DPETensor.calibrate`), from the inputs as they are then sliced. ``rule``:
+        ``"minmax"`` or ``"percentile"`` (with ``percentile`` in [50, 100]). Calibration reads
+        the arrays as products do (``engine.last_schedule``). Returns ``self``.
+        """
+        rule = CalibrationRule.resolve(rule, percentile)
+        batches = []
+        for batch in calibration_batches(inputs, "inputs"):
+            _check_input(batch, self.shape[0])
+            batches.append(torch.as_tensor(batch).to(self.engine.device))
+        if self.input_range == "calibrated":
+            self.static_range = input_range(batches, rule)
+        # (with a fixed ADC range and nothing else to calibrate, the engine refuses)
+        if self.input_range != "calibrated" or self.engine.config.adc_range in FROZEN_ADC_RANGES:
+            self.engine.calibrate([self._slice_input(b) for b in batches], self.mat, rule)
+        return self
+
     def _slice_input(self, data: torch.Tensor) -> SlicedData:
+        if self.input_range == "calibrated" and self.static_range is None:
+            raise RuntimeError("input_range='calibrated': call calibrate(inputs) on "
+                               "calibration data before multiplying")
         x = SlicedData(self.x_slice, bw_e=self.bw_e, paral_size=self.paral_size,
-                       quant_gran=self.x_quant_gran, device=self.engine.device)
+                       quant_gran=self.x_quant_gran, device=self.engine.device,
+                       static_range=self.static_range)
         return x.slice_data_imp(self.engine, data, transpose=True)
 
     def __call__(self, x):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..calibration import CalibrationRule, calibration_batches, check_calibration
 from ..engine import DPETensor
 from .layers import DEFAULT_CHUNK_ELEMENTS, MEM_LAYERS, MemConv2d, MemLinear
 
@@ -142,4 +143,48 @@ def set_time(model: nn.Module, t: float) -> nn.Module:
     engines = {id(layer.engine): layer.engine for _, layer in layers}
     for engine in engines.values():
         engine.at_time(t)
+    return model
+
+
+def calibrate(model: nn.Module, data, rule: str | CalibrationRule = "minmax",
+              percentile: float | None = None) -> nn.Module:
+    """Calibrate every memristive layer of ``model`` once, before inference: each layer's ADC
+    ranges are set from calibration data by ``rule`` and frozen on its programmed arrays and
+    in its ``state_dict()`` (:mod:`mpimpy.calibration`).
+
+    Args:
+        model: a converted model; put in eval mode (its programming is then held).
+        data: the model's inputs: one batch (a tensor) or an iterable of batches.
+        rule: ``"minmax"`` or ``"percentile"`` (with ``percentile`` in [50, 100]).
+
+    The model runs forward on every batch; each layer reads its arrays with the inputs it
+    receives (the earlier layers' ideal outputs: calibration converts nothing, one read pass
+    over the data, counted as reads and conversions in the layers' schedules) and its ranges
+    take every batch's currents. Layers whose engine has an ideal ADC (``radc=None``) have no
+    range to set. Returns ``model``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    rule = CalibrationRule.resolve(rule, percentile)
+    layers = [layer for _, layer in mem_layers(model)]
+    if not layers:
+        raise ValueError("the model has no memristive layers: convert it first "
+                         "(mpimpy.nn.convert)")
+    batches = calibration_batches(data)
+    for layer in layers:
+        check_calibration(layer.engine.config, batches)
+    model.eval()
+    for layer in layers:  # a fresh calibration of the programming in force
+        for mat in layer.programmed_operands:
+            layer.engine.programmed_state(mat).adc_ranges = None
+        layer.calibrating = rule
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(torch.as_tensor(batch))
+    finally:
+        for layer in layers:
+            layer.calibrating = None
+    for layer in layers:
+        layer.freeze_calibration()
     return model

@@ -18,6 +18,15 @@ Reproducible conductances
     seed (from torch's global generator, so ``torch.manual_seed`` makes it repeatable) or takes
     one.
 
+Calibrated ADC ranges
+    With a frozen ``adc_range`` (``"calibrated"``, ``"calibrated-symmetric"``), calibrate a
+    converted model once on calibration data (:func:`mpimpy.nn.calibrate`): every layer's ADC
+    ranges are then frozen on its programmed arrays and saved in ``state_dict()`` (buffers
+    ``adc_low`` and ``adc_high``, one range set per group; empty until calibrated), so a model
+    loaded in eval mode reproduces its outputs. ``program()`` clears them (a new chip);
+    calibrate again after changing the weights. Each layer reports the fraction of its last
+    forward's conversions that saturated against them (``last_clipped_fraction``).
+
 Training
     The forward pass sees the simulated hardware; the backward pass is a straight-through
     gradient computed digitally (see :class:`MemMatmul`): ``grad_W = grad^T @ x`` passes
@@ -46,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..calibration import AdcRanges, CalibrationRule
 from ..config import TileShape, resolve_device
 from ..engine import DPETensor
 from ..slicing import SlicedData, parse_slice_method
@@ -173,6 +183,15 @@ class MemLayerMixin:
             raise ValueError(f"prog_seed must be a non-negative int or None, got {prog_seed!r}")
         self.register_buffer("prog_seed", torch.tensor(prog_seed, dtype=torch.int64,
                                                        device=self.weight.device))
+        # the frozen ADC ranges, per group (empty: not calibrated)
+        for name in ("adc_low", "adc_high"):
+            self.register_buffer(name, torch.zeros(0, dtype=torch.float64,
+                                                   device=self.weight.device))
+        #: the rule of a calibration in progress (:func:`mpimpy.nn.calibrate`), else ``None``
+        self.calibrating: CalibrationRule | None = None
+        #: the fraction of the last forward's conversions that saturated against frozen ADC
+        #: ranges, or ``None`` (no frozen ranges)
+        self.last_clipped_fraction: float | None = None
         self._mats = None  # one programmed SlicedData per group
         self._key = None  # what the programmed arrays were made from
         self._programmed_weight = None  # the weights the arrays hold, to detect .data edits
@@ -215,6 +234,7 @@ class MemLayerMixin:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
         self.prog_seed.fill_(seed)
+        self.adc_low, self.adc_high = (v.new_zeros(0) for v in (self.adc_low, self.adc_high))
         self._program(seed)
 
     def _program(self, seed: int) -> None:
@@ -245,6 +265,20 @@ class MemLayerMixin:
               or not all(self.engine.holds(mat) for mat in self._mats)
               or not torch.equal(self._programmed_weight, self.weight.detach())):
             self._program(int(self.prog_seed))
+            if self.adc_low.numel():  # the ranges calibrated on this programming
+                for mat, low, high in zip(self._mats, self.adc_low, self.adc_high, strict=True):
+                    self.engine.programmed_state(mat).adc_ranges = AdcRanges(
+                        low.to(self.engine.device), high.to(self.engine.device),
+                        CalibrationRule(), 0)
+
+    def freeze_calibration(self) -> None:
+        """Keep the ADC ranges a calibration froze on the programmed arrays in the layer's
+        buffers (``state_dict()``); called by :func:`mpimpy.nn.calibrate`."""
+        ranges = [self.engine.programmed_state(mat).adc_ranges for mat in self._mats]
+        if all(r is not None for r in ranges):
+            device = self.adc_low.device
+            self.adc_low = torch.stack([r.low for r in ranges]).to(device)
+            self.adc_high = torch.stack([r.high for r in ranges]).to(device)
 
     @property
     def programmed_operands(self) -> list[SlicedData]:
@@ -261,13 +295,24 @@ class MemLayerMixin:
                              f"runs on {engine.device}")
         groups, m, k = x.shape
         rows = max(1, self.chunk_elements // max(k, 1))
-        outs, schedules = [], []
+        if self.calibrating is not None:
+            # calibration reads every group's arrays, then hands the next layer the ideal
+            # product (its own calibration data): one read pass, no conversion
+            for g, mat in enumerate(self._mats):
+                for start in range(0, m, rows):
+                    xs = self._x_operand()
+                    xs.slice_data_imp(engine, x[g, start:start + rows], transpose=True)
+                    engine.calibrate(xs, mat, self.calibrating, accumulate=True)
+            return torch.matmul(x, self._weight_groups().detach().transpose(1, 2).to(x.dtype))
+        outs, schedules, clipped = [], [], []
         for g, mat in enumerate(self._mats):
             parts, schedule = [], None
             for start in range(0, max(m, 1), rows):  # an empty batch still makes one (empty) call
                 xs = self._x_operand()
                 xs.slice_data_imp(engine, x[g, start:start + rows], transpose=True)
                 parts.append(engine(xs, mat))
+                if engine.last_clipped_fraction is not None:
+                    clipped.append((engine.last_clipped_fraction, len(parts[-1])))
                 # the chunks ran on the same arrays, one after the other (an empty one ran
                 # nothing)
                 if engine.last_schedule is not None:
@@ -276,6 +321,9 @@ class MemLayerMixin:
             outs.append(parts[0] if len(parts) == 1 else torch.cat(parts))
             schedules.append(schedule)
         self.last_schedules = schedules
+        # (a chunk's conversions are proportional to its vectors)
+        self.last_clipped_fraction = sum(f * n for f, n in clipped) / max(
+            sum(n for _, n in clipped), 1) if clipped else None
         y = torch.stack(outs)
         return y.to(x.device)
 
@@ -298,11 +346,21 @@ class MemLayerMixin:
                 or seed.dtype == torch.bool or int(seed) < 0):
             raise ValueError(f"{prefix}prog_seed in the state dict must be a non-negative "
                              f"integer scalar, got {seed!r}")
+        # the ADC ranges take the saved shape (empty: not calibrated); a state without them
+        # (saved before calibration was a stage) leaves the layer uncalibrated
+        for name in ("adc_low", "adc_high"):
+            saved = state_dict.get(prefix + name)
+            if isinstance(saved, torch.Tensor):
+                setattr(self, name, torch.empty_like(saved, dtype=torch.float64,
+                                                     device=self.prog_seed.device))
+            else:
+                setattr(self, name, getattr(self, name).new_zeros(0))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
-        key = prefix + "prog_seed"
-        if key in missing_keys:
-            missing_keys.remove(key)
+        self._mats = None  # program again in eval, with the loaded seed and ranges
+        for name in ("prog_seed", "adc_low", "adc_high"):
+            if prefix + name in missing_keys:
+                missing_keys.remove(prefix + name)
 
 
 class MemLinear(MemLayerMixin, nn.Linear):
