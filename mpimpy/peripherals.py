@@ -426,7 +426,7 @@ class ChunkConverter:
             ranges["array_range"] = tuple(v[..., :1, None] if self.plan.pair_major
                                           else v.unsqueeze(1) for v in (low_c, step_c))
             if self.frozen is not None:  # what saturates, as the currents lie
-                high_c = high.index_select(-1, block_of[cs]).to(pair_weight)
+                high_c = high.index_select(-1, self.block_of[cs]).to(pair_weight)
                 ranges["bounds"] = (ranges["array_range"][0], high_c[..., :1, None]
                                     if self.plan.pair_major else high_c.unsqueeze(1))
         else:
