@@ -177,6 +177,14 @@ def _whole(value: Any, low: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and value >= low
 
 
+#: The search's integer keys: (least value, what it counts, whether it may be left out as None)
+WHOLE_NUMBERS = {
+    "n_trials": (1, " (trials to complete)", False),
+    "seed": (0, " (the sampler's seed)", False),
+    "population_size": (2, "", True),
+}
+
+
 class _Section(BaseModel):
     """A mapping of the study file: unknown keys refused, every value checked by a function."""
 
@@ -208,27 +216,12 @@ class SearchSection(_Section):
                              f"{describe(value)}"))
         return value
 
-    @field_validator("n_trials")
+    @field_validator(*WHOLE_NUMBERS)
     @classmethod
-    def _n_trials(cls, value):
-        if not _whole(value, 1):
-            raise _fail(("", f"expected an integer >= 1 (trials to complete), got "
-                             f"{describe(value)}"))
-        return value
-
-    @field_validator("seed")
-    @classmethod
-    def _seed(cls, value):
-        if not _whole(value, 0):
-            raise _fail(("", f"expected an integer >= 0 (the sampler's seed), got "
-                             f"{describe(value)}"))
-        return value
-
-    @field_validator("population_size")
-    @classmethod
-    def _population(cls, value):
-        if value is not None and not _whole(value, 2):
-            raise _fail(("", f"expected an integer >= 2, got {describe(value)}"))
+    def _whole_number(cls, value, info):
+        low, why, optional = WHOLE_NUMBERS[info.field_name]
+        if not (optional and value is None) and not _whole(value, low):
+            raise _fail(("", f"expected an integer >= {low}{why}, got {describe(value)}"))
         return value
 
     @field_validator("objectives")
